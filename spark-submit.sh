@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Submit a job of this project to Spark:  ./spark-submit.sh jobs/<job>.py [job args]
+#
+# Works from any working directory. Ships lib/spark_sentiment as a zip (--py-files), adds the Delta
+# package and confs, and runs on $SPARK_MASTER (default local[*]).
+#   SPARK_MASTER            e.g. spark://host:7077, yarn, k8s://https://... (default local[*])
+#   SPARK_SUBMIT_OPTS_EXTRA extra spark-submit options, word-split (e.g. "--executor-memory 4g --num-executors 4")
+#   SPARK_SENTIMENT_DATA    local state: warehouse, metastore, MLflow store (default <repo>/data)
+#   PYTHON                  interpreter with the project installed (default <repo>/.venv/bin/python)
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+PY="${PYTHON:-$ROOT/.venv/bin/python}"
+if [ ! -x "$PY" ]; then
+  echo "error: $PY not found; run 'make install' in $ROOT first (or set PYTHON)" >&2
+  exit 2
+fi
+if [ $# -lt 1 ]; then
+  echo "usage: $0 jobs/<job>.py [--config FILE] [--set key=value ...]" >&2
+  exit 2
+fi
+job="$1"; shift
+if [ ! -f "$job" ] && [ -f "$ROOT/$job" ]; then job="$ROOT/$job"; fi
+if [ ! -f "$job" ]; then
+  echo "error: job file $job not found" >&2
+  exit 2
+fi
+
+export SPARK_SENTIMENT_DATA="${SPARK_SENTIMENT_DATA:-$ROOT/data}"
+export PYSPARK_PYTHON="${PYSPARK_PYTHON:-$PY}"          # executors' Python workers: the venv's interpreter
+export PYSPARK_DRIVER_PYTHON="${PYSPARK_DRIVER_PYTHON:-$PY}"
+export PYTHONPATH="$ROOT/lib${PYTHONPATH:+:$PYTHONPATH}"
+mkdir -p "$SPARK_SENTIMENT_DATA/dist"
+
+# The library travels to executors as a zip, rebuilt on every submit so it is never stale.
+zip="$SPARK_SENTIMENT_DATA/dist/spark_sentiment.zip"
+"$PY" - "$ROOT/lib" "$zip" <<'PYZIP'
+import pathlib, sys, zipfile
+root, target = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
+tmp = target.with_suffix(".tmp")
+with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
+    for path in sorted((root / "spark_sentiment").rglob("*.py")):
+        zf.write(path, path.relative_to(root))
+tmp.replace(target)
+PYZIP
+
+delta_package="$("$PY" -c 'from spark_sentiment.session import delta_maven_coordinate; print(delta_maven_coordinate())')"
+java_opts="-Dlog4j2.configurationFile=file:$ROOT/conf/log4j2.properties -Dderby.system.home=$SPARK_SENTIMENT_DATA"
+
+# shellcheck disable=SC2086  # SPARK_SUBMIT_OPTS_EXTRA is word-split on purpose
+exec "$(dirname "$PY")/spark-submit" \
+  --master "${SPARK_MASTER:-local[*]}" \
+  --packages "$delta_package" \
+  --py-files "$zip" \
+  --driver-java-options "$java_opts" \
+  --conf spark.sql.extensions=io.delta.sql.DeltaSparkSessionExtension \
+  --conf spark.sql.catalog.spark_catalog=org.apache.spark.sql.delta.catalog.DeltaCatalog \
+  --conf "spark.executorEnv.PYSPARK_PYTHON=$PYSPARK_PYTHON" \
+  ${SPARK_SUBMIT_OPTS_EXTRA:-} \
+  "$job" "$@"
