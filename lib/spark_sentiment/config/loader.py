@@ -102,9 +102,11 @@ def load_config(cls: type[T], path: str | os.PathLike[str] | None = None, overri
     return config
 
 
-def _build(cls: type[T], data: Any, prefix: str) -> T:
+def _build(cls: type[T], data: Any, prefix: str, base: T | None = None) -> T:
+    """Apply ``data`` on top of ``base`` (default ``cls()``), so unset keys keep the section's own defaults."""
     if not isinstance(data, dict):
         raise ConfigError(f"config section '{prefix.rstrip('.') or '<root>'}' must be a mapping, got {data!r}")
+    base = cls() if base is None else base
     hints = get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     unknown = sorted(set(data) - names)
@@ -112,14 +114,16 @@ def _build(cls: type[T], data: Any, prefix: str) -> T:
         raise ConfigError(
             f"unknown config key '{prefix}{unknown[0]}' (valid keys here: {', '.join(sorted(names))})"
         )
-    kwargs = {name: _coerce(hints[name], value, f"{prefix}{name}") for name, value in data.items()}
-    return cls(**kwargs)
+    kwargs = {
+        name: _coerce(hints[name], value, f"{prefix}{name}", getattr(base, name)) for name, value in data.items()
+    }
+    return dataclasses.replace(base, **kwargs)  # type: ignore[type-var]
 
 
-def _coerce(hint: Any, value: Any, key: str) -> Any:
+def _coerce(hint: Any, value: Any, key: str, default: Any = None) -> Any:
     origin = get_origin(hint)
     if dataclasses.is_dataclass(hint):
-        return _build(hint, value if value is not None else {}, prefix=f"{key}.")
+        return _build(hint, value if value is not None else {}, prefix=f"{key}.", base=default)
     if origin in (Union, types.UnionType):
         options = get_args(hint)
         if value is None and type(None) in options:

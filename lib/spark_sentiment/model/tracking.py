@@ -24,10 +24,12 @@ def tracking_uri(section: MlflowSection | None = None) -> str:
 def _local_artifact_root(uri: str) -> Path | None:
     """Artifacts beside a local SQLite/file store (MLflow's own default, ./mlruns, depends on the cwd)."""
     parsed = urlparse(uri)
+    # sqlite:////abs/path.db parses to path '//abs/path.db'; POSIX Path keeps a leading '//', so normalise.
+    path = Path("/" + parsed.path.lstrip("/")) if parsed.path.startswith("/") else Path(parsed.path)
     if parsed.scheme == "sqlite" and parsed.path not in ("", "/:memory:"):
-        return Path(parsed.path).parent / "artifacts"
+        return path.resolve().parent / "artifacts"
     if parsed.scheme in ("", "file"):
-        return Path(parsed.path) / "artifacts"
+        return path.resolve() / "artifacts"
     return None
 
 

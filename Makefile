@@ -1,0 +1,44 @@
+# Two commands matter:  make demo  (train + score end to end on embedded defaults)  and  make test.
+SHELL := /bin/bash
+PYTHON_BOOT ?= $(shell command -v python3.11 || command -v python3)
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+# Real IMDB beside the repo when present, else the Hugging Face Hub (needs network).
+IMDB_DATA ?= $(if $(wildcard ../shared/data/imdb/train.parquet),$(abspath ../shared/data/imdb),hf:imdb)
+SPARK_SENTIMENT_DATA ?= $(CURDIR)/data
+export IMDB_DATA SPARK_SENTIMENT_DATA
+
+PYTEST_ARGS ?=
+
+.PHONY: install jars demo test test-fast clean help
+
+help:
+	@echo "make demo   - create the venv if missing, train + register on embedded defaults, score a Delta table"
+	@echo "make test   - install if missing and run the test suite (everything but GPU tests)"
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON_BOOT) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	@touch $@
+
+install: $(STAMP)
+
+# Delta jars come from Maven Central through Spark's resolver (cached in ~/.ivy2*); this warms the cache.
+jars: install
+	$(PY) -c "from spark_sentiment.session import get_spark; get_spark('resolve-delta-jars').stop()"
+
+demo: install
+	./spark-submit.sh jobs/train.py --config conf/demo.yaml
+	@echo "MLflow UI: $(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(SPARK_SENTIMENT_DATA)/mlflow/mlflow.db"
+
+test: install
+	$(PY) -m pytest -m "not gpu" $(PYTEST_ARGS)
+
+test-fast: install
+	$(PY) -m pytest -m "not gpu and not slow" $(PYTEST_ARGS)
+
+clean:
+	rm -rf data .pytest_cache

@@ -1,0 +1,94 @@
+"""Configuration of the scoring job (``conf/score.yaml``)."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Literal, Optional
+
+from .common import MlflowSection, SparkSection
+from .loader import option, require
+
+WriteMode = Literal["overwrite", "append", "merge"]
+Engine = Literal["native", "mlflow"]
+
+
+def _one_of(prefix: str, path: Optional[str], table: Optional[str]) -> None:
+    require(
+        bool(path) != bool(table),
+        f"{prefix}path",
+        f"or {prefix}table: set exactly one (got path={path!r}, table={table!r})",
+    )
+
+
+@dataclass
+class InputSection:
+    path: Optional[str] = option(None, "Delta table (or Parquet files) to score, by path.")
+    table: Optional[str] = option(None, "Catalog table to score, e.g. reviews or db.reviews.")
+    format: Literal["auto", "delta", "parquet"] = option("auto", "Format of input.path; auto detects _delta_log.")
+    text_columns: list[str] = option(["text"], "String columns to label; each gets <c>_sentiment and <c>_sentiment_score.")
+    key_columns: list[str] = option([], "Columns that identify a row (required by output.mode=merge).")
+
+    def validate(self, prefix: str) -> None:
+        _one_of(prefix, self.path, self.table)
+        require(len(self.text_columns) > 0, f"{prefix}text_columns", "must name at least one column")
+        require(
+            len(set(self.text_columns)) == len(self.text_columns), f"{prefix}text_columns", "has duplicates"
+        )
+
+
+@dataclass
+class OutputSection:
+    path: Optional[str] = option(None, "Delta output location.")
+    table: Optional[str] = option(None, "Catalog table to write (created as a managed Delta table if missing).")
+    mode: WriteMode = option("overwrite", "overwrite | append | merge (upsert on input.key_columns).")
+
+    def validate(self, prefix: str) -> None:
+        _one_of(prefix, self.path, self.table)
+
+
+@dataclass
+class ModelSection:
+    uri: str = option(
+        "models:/SentimentAnalysis@champion",
+        "models:/Name@alias, models:/Name/<version>, models:/Name/latest, models:/m-<id>, runs:/..., or a path.",
+    )
+
+    def validate(self, prefix: str) -> None:
+        require(bool(self.uri.strip()), f"{prefix}uri", "must not be empty")
+
+
+@dataclass
+class ScoreSection:
+    batch_size: int = option(32, "Rows per forward pass (native engine); Arrow batches are re-batched to this.")
+    partitions: Optional[int] = option(None, "Repartition the input into N partitions before scoring; null keeps it.")
+    max_length: Optional[int] = option(None, "Token limit; null = the model's (its tokenizer's model_max_length).")
+    threads: Optional[int] = option(None, "torch threads per Python worker; null = spark.task.cpus.")
+    device: Literal["auto", "cpu", "cuda"] = option("auto", "auto: the GPU Spark assigned to the task, else CPU.")
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = option(
+        "auto", "auto: bf16 (or fp16) on GPU, fp32 on CPU. bf16 on CPU is faster but not bit-identical."
+    )
+
+    def validate(self, prefix: str) -> None:
+        require(1 <= self.batch_size <= 4096, f"{prefix}batch_size", f"must be in [1, 4096], got {self.batch_size}")
+        require(self.partitions is None or self.partitions > 0, f"{prefix}partitions", "must be positive or null")
+        require(self.max_length is None or self.max_length >= 8, f"{prefix}max_length", "must be >= 8 or null")
+        require(self.threads is None or self.threads > 0, f"{prefix}threads", "must be positive or null")
+
+
+@dataclass
+class ScoreJobConfig:
+    input: InputSection = dataclasses.field(default_factory=InputSection)
+    output: OutputSection = dataclasses.field(default_factory=OutputSection)
+    model: ModelSection = dataclasses.field(default_factory=ModelSection)
+    engine: Engine = option("native", "native: our iterator pandas UDF; mlflow: mlflow.pyfunc.spark_udf.")
+    score: ScoreSection = dataclasses.field(default_factory=ScoreSection)
+    mlflow: MlflowSection = dataclasses.field(
+        default_factory=lambda: MlflowSection(experiment="sentiment-scoring"),
+        metadata={"help": "MLflow store and the experiment of scoring runs."},
+    )
+    spark: SparkSection = dataclasses.field(default_factory=SparkSection)
+
+    def validate(self, prefix: str) -> None:
+        if self.output.mode == "merge":
+            require(bool(self.input.key_columns), "input.key_columns", "must be set when output.mode is merge")

@@ -1,0 +1,146 @@
+"""Executor side of the native engine: one model per Python worker, length-sorted dynamic-padding batches.
+
+Nothing here touches Spark or MLflow, so the same code runs on an executor, on the driver, and in the
+GPU benchmark that drives it without Spark.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..errors import ModelError
+from .text_policy import scorable_mask
+
+META_FILE = "sentiment_meta.json"
+
+
+@dataclass(frozen=True)
+class PredictorOptions:
+    """How a worker runs the model; part of the cache key."""
+
+    batch_size: int = 32
+    max_length: int | None = None
+    threads: int | None = None
+    device: str = "auto"  # auto | cpu | cuda | cuda:<n>
+    precision: str = "auto"  # auto | fp32 | bf16 | fp16
+
+
+def pick_device(requested: str, gpu_address: str | None) -> str:
+    """``cuda:<address Spark assigned>`` when a GPU is there and wanted, else ``cpu``."""
+    import torch
+
+    if requested == "cpu" or not torch.cuda.is_available():
+        if requested.startswith("cuda"):
+            raise ModelError("score.device is cuda but this worker has no CUDA device")
+        return "cpu"
+    if requested.startswith("cuda:"):
+        return requested
+    return f"cuda:{gpu_address or 0}"
+
+
+def pick_dtype(precision: str, device: str):  # -> torch.dtype
+    import torch
+
+    if precision == "auto":
+        if device == "cpu":
+            return torch.float32
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+
+
+class Predictor:
+    """A loaded sequence classifier that labels a pandas Series of texts.
+
+    Parameters
+    ----------
+    model_dir
+        A model package folder (see :mod:`scoring.package`): ``model/``, ``tokenizer/``, ``sentiment_meta.json``.
+    options
+        Batch size, token limit, threads, device and precision.
+    gpu_address
+        The GPU Spark assigned to the task (task resources), if any.
+    """
+
+    def __init__(self, model_dir: str | Path, options: PredictorOptions, gpu_address: str | None = None) -> None:
+        import torch
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        root = Path(model_dir)
+        meta = json.loads((root / META_FILE).read_text())
+        if options.threads:
+            torch.set_num_threads(options.threads)
+        self.options = options
+        self.device = pick_device(options.device, gpu_address)
+        self.dtype = pick_dtype(options.precision, self.device)
+        self.tokenizer = AutoTokenizer.from_pretrained(root / "tokenizer")
+        if not (root / "model" / "model.safetensors").is_file() and not any((root / "model").glob("*.safetensors")):
+            raise ModelError(f"model package {root} has no safetensors weights (pickle weights are refused)")
+        model = AutoModelForSequenceClassification.from_pretrained(root / "model", use_safetensors=True)
+        # CPU keeps fp32 weights (bf16 runs under autocast); GPU holds weights in the compute dtype.
+        self.model = model.to(self.device, dtype=self.dtype if self.device != "cpu" else torch.float32).eval()
+        self.id2label = {int(k): v for k, v in meta["id2label"].items()}
+        limit = options.max_length or meta["max_length"]
+        self.max_length = int(min(limit, meta.get("max_position_embeddings", limit)))
+        self.pad_id = self.tokenizer.pad_token_id or 0
+
+    def tokenize(self, texts: list[str]) -> list[list[int]]:
+        """Token ids per text, truncated to the model's limit, unpadded (the fast tokenizer batches in Rust)."""
+        encoded = self.tokenizer(texts, truncation=True, max_length=self.max_length, padding=False,
+                                 return_attention_mask=False, return_token_type_ids=False)
+        return encoded["input_ids"]
+
+    def forward(self, token_ids: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
+        """Class ids and their probabilities, length-sorted into dynamically padded mini-batches."""
+        import torch
+
+        n = len(token_ids)
+        best = np.zeros(n, dtype=np.int64)
+        probability = np.zeros(n, dtype=np.float32)
+        order = np.argsort(np.fromiter((len(t) for t in token_ids), dtype=np.int64, count=n), kind="stable")
+        autocast = self.device == "cpu" and self.dtype != torch.float32
+        for start in range(0, n, self.options.batch_size):
+            chunk = order[start:start + self.options.batch_size]
+            width = max(len(token_ids[i]) for i in chunk)
+            ids = torch.full((len(chunk), width), self.pad_id, dtype=torch.long)
+            mask = torch.zeros((len(chunk), width), dtype=torch.long)
+            for row, i in enumerate(chunk):
+                ids[row, : len(token_ids[i])] = torch.tensor(token_ids[i])
+                mask[row, : len(token_ids[i])] = 1
+            with torch.inference_mode(), torch.autocast("cpu", dtype=self.dtype, enabled=autocast):
+                logits = self.model(input_ids=ids.to(self.device, non_blocking=True),
+                                    attention_mask=mask.to(self.device, non_blocking=True)).logits
+            probs = torch.softmax(logits.float(), dim=-1)
+            top = probs.max(dim=-1)
+            best[chunk] = top.indices.cpu().numpy()
+            probability[chunk] = top.values.cpu().numpy()
+        return best, probability
+
+    def predict(self, texts: pd.Series) -> pd.DataFrame:
+        """``label``/``score`` per text; null, empty and whitespace-only texts get nulls."""
+        valid = scorable_mask(texts).to_numpy()
+        labels = pd.Series([None] * len(texts), dtype=object)
+        scores = pd.Series(np.full(len(texts), np.nan, dtype=np.float32))
+        if valid.any():
+            best, probability = self.forward(self.tokenize(texts[valid].tolist()))
+            labels[valid] = [self.id2label[i] for i in best]
+            scores[valid] = probability
+        return pd.DataFrame({"label": labels, "score": scores})
+
+
+_CACHE: dict[tuple, Predictor] = {}
+_LOCK = threading.Lock()
+
+
+def cached_predictor(model_dir: str, options: PredictorOptions, gpu_address: str | None = None) -> Predictor:
+    """The worker's predictor for this model and options, built on first use (never per batch)."""
+    key = (model_dir, options, gpu_address)
+    with _LOCK:
+        if key not in _CACHE:
+            _CACHE[key] = Predictor(model_dir, options, gpu_address)
+        return _CACHE[key]
