@@ -6,7 +6,7 @@ import importlib.metadata
 
 import mlflow
 from mlflow.models.model import ModelInfo
-from transformers import PreTrainedModel, PreTrainedTokenizerBase, pipeline
+from transformers import Pipeline, PreTrainedModel, PreTrainedTokenizerBase, pipeline
 
 INPUT_EXAMPLE = ["I love this movie", "this movie was the worst, boring!"]
 # Exactly what a scoring environment needs. Passing these also keeps MLflow from importing torchvision
@@ -19,25 +19,24 @@ def pip_requirements() -> list[str]:
     return [f"{name}=={importlib.metadata.version(name).split('+')[0]}" for name in _RUNTIME_PACKAGES]
 
 
-def log_classifier(
-    model: PreTrainedModel,
-    tokenizer: PreTrainedTokenizerBase,
-    registered_name: str | None,
-    batch_size: int = 8,
-    name: str = "model",
-) -> ModelInfo:
-    """Log ``model`` as a text-classification pipeline in the active run and register it.
+def build_pipeline(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, batch_size: int = 8) -> Pipeline:
+    """The text-classification pipeline that gets logged (on CPU: the logged copy must load anywhere)."""
+    return pipeline("text-classification", model=model.to("cpu"), tokenizer=tokenizer, batch_size=batch_size)
 
-    ``model_config`` turns truncation on at load time (``spark_udf``/``load_model`` ignore a config that
+
+def log_pipeline(pipe: Pipeline, registered_name: str | None, name: str = "model") -> ModelInfo:
+    """Log ``pipe`` with the transformers flavor in the active run and register it under ``registered_name``.
+
+    ``model_config`` turns truncation on at load time (``spark_udf``/``pyfunc.load_model`` ignore a config that
     was not set when logging), so a review longer than the model's limit is cut, never a crash.
+    ``mlflow.transformers.load_model`` returns the bare pipeline: pass ``truncation=True`` to it.
     """
-    pipe = pipeline("text-classification", model=model.to("cpu"), tokenizer=tokenizer, batch_size=batch_size)
     return mlflow.transformers.log_model(
         transformers_model=pipe,
         name=name,
         task="text-classification",
         input_example=INPUT_EXAMPLE,
-        model_config={"truncation": True, "max_length": int(tokenizer.model_max_length)},
+        model_config={"truncation": True, "max_length": int(pipe.tokenizer.model_max_length)},
         pip_requirements=pip_requirements(),
         registered_model_name=registered_name,
     )

@@ -102,7 +102,9 @@ def train_and_register(
         final = trainer.evaluate()
         metrics = {"accuracy": final["eval_accuracy"], "f1": final["eval_f1"]}
         mlflow.log_metrics({"final_accuracy": metrics["accuracy"], "final_f1": metrics["f1"]})
-        info = flavor.log_classifier(trainer.model, tokenizer, cfg.registry.name, cfg.model.pipeline_batch_size)
+        pipe = flavor.build_pipeline(trainer.model, tokenizer, cfg.model.pipeline_batch_size)
+        examples = {text: pipe(text, truncation=True)[0]["label"] for text in flavor.INPUT_EXAMPLE}
+        info = flavor.log_pipeline(pipe, cfg.registry.name)
         version = str(info.registered_model_version)
         aliases = registry.set_aliases(cfg.registry.name, version, cfg.registry.alias, cfg.registry.champion_if_missing)
         seconds = time.perf_counter() - started
@@ -114,6 +116,7 @@ def train_and_register(
             "model_uri": f"models:/{cfg.registry.name}/{version}",
             "aliases": aliases,
             "metrics": metrics,
+            "examples": examples,
             "train_rows": len(train_ds),
             "eval_rows": len(eval_ds),
             "seconds": round(seconds, 1),

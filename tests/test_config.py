@@ -1,0 +1,115 @@
+"""Config files, --set overrides and validation errors (no Spark needed)."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from conftest import PYTHON, REPO, run_cli
+from spark_sentiment.config import describe, load_config
+from spark_sentiment.config.score import ScoreJobConfig
+from spark_sentiment.config.train import TrainJobConfig
+from spark_sentiment.errors import ConfigError
+
+TRAIN_YAML = REPO / "conf" / "train.yaml"
+
+
+def test_train_yaml_matches_the_seed_hyperparameters(monkeypatch):
+    monkeypatch.setenv("IMDB_DATA", "/data/imdb")
+    cfg = load_config(TrainJobConfig, TRAIN_YAML)
+    assert cfg.data.path == "/data/imdb"
+    assert (cfg.data.train_rows, cfg.data.eval_rows, cfg.data.seed) == (3000, 300, 42)
+    assert (cfg.train.learning_rate, cfg.train.warmup_ratio, cfg.train.epochs) == (2e-5, 0.1, 2.0)
+    assert (cfg.train.batch_size, cfg.train.weight_decay, cfg.train.max_length) == (16, 0.01, 512)
+    assert (cfg.registry.name, cfg.registry.alias) == ("SentimentAnalysis", "candidate")
+
+
+def test_seed_profile_uses_the_hub_model_and_dataset():
+    cfg = load_config(TrainJobConfig, REPO / "conf" / "train-seed.yaml")
+    assert cfg.model.base == "microsoft/deberta-v3-small"
+    assert cfg.data.path == "hf:imdb"
+    assert cfg.model.pipeline_batch_size == 8
+
+
+def test_env_default_applies_when_variable_unset(monkeypatch):
+    monkeypatch.delenv("IMDB_DATA", raising=False)
+    assert load_config(TrainJobConfig, TRAIN_YAML).data.path == "hf:imdb"
+
+
+def test_set_values_are_read_as_yaml():
+    cfg = load_config(
+        TrainJobConfig,
+        TRAIN_YAML,
+        ["train.max_steps=5", "train.learning_rate=3e-5", "model.labels=[neg, pos]", "data.train_rows=null"],
+    )
+    assert cfg.train.max_steps == 5
+    assert cfg.train.learning_rate == 3e-5
+    assert cfg.model.labels == ["neg", "pos"]
+    assert cfg.data.train_rows is None
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("data.colour=red", "unknown config key 'data.colour'"),
+        ("nosuch.key=1", "unknown config key 'nosuch'"),
+        ("train.epochs=two", "config key 'train.epochs' must be a number"),
+        ("train.batch_size=1.5", "config key 'train.batch_size' must be an integer"),
+        ("train.epochs=0", "config key 'train.epochs' must be positive"),
+        ("train.precision=fp8", "config key 'train.precision' must be one of auto, fp32, bf16, fp16"),
+        ("data.train_rows=-3", "config key 'data.train_rows' must be a positive integer or null"),
+        ("model.labels=[only]", "config key 'model.labels' needs at least two names"),
+        ("registry.alias=1st", "config key 'registry.alias'"),
+        ("train=3", "config section 'train' must be a mapping"),
+        ("train.max_length", "--set expects dotted.key=value"),
+    ],
+)
+def test_bad_values_name_the_key(override, message):
+    with pytest.raises(ConfigError) as info:
+        load_config(TrainJobConfig, TRAIN_YAML, [override])
+    assert message in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_missing_config_file():
+    with pytest.raises(ConfigError, match="config file not found: /nope.yaml"):
+        load_config(TrainJobConfig, "/nope.yaml")
+
+
+def test_score_config_needs_exactly_one_input_and_keys_for_merge():
+    with pytest.raises(ConfigError, match="input.path' or input.table: set exactly one"):
+        load_config(ScoreJobConfig, None, ["output.path=/tmp/o"])
+    with pytest.raises(ConfigError, match="'input.key_columns' must be set when output.mode is merge"):
+        load_config(ScoreJobConfig, None, ["input.path=/tmp/i", "output.path=/tmp/o", "output.mode=merge"])
+    cfg = load_config(ScoreJobConfig, REPO / "conf" / "score.yaml", ["engine=mlflow", "input.text_columns=[a, b]"])
+    assert (cfg.engine, cfg.input.text_columns, cfg.output.mode) == ("mlflow", ["a", "b"], "merge")
+
+
+def test_section_defaults_survive_partial_overrides():
+    cfg = load_config(ScoreJobConfig, None, ["input.path=/i", "output.path=/o", "mlflow.tracking_uri=sqlite:///x.db"])
+    assert cfg.mlflow.experiment == "sentiment-scoring"  # the scoring job's own default, not training's
+
+
+def test_every_key_has_help():
+    for cls in (TrainJobConfig, ScoreJobConfig):
+        rows = describe(cls)
+        assert rows and all(help_text for _, _, _, help_text in rows), [r[0] for r in rows if not r[3]]
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--set", "data.colour=red"], "error: unknown config key 'data.colour'"),
+        (["--set", "data.path=/no/such/imdb"], "error: data.path: /no/such/imdb does not exist"),
+    ],
+)
+def test_train_job_fails_fast_with_one_line(args, message, tmp_path):
+    started = time.monotonic()
+    result = run_cli([PYTHON, "jobs/train.py", *args], env={"SPARK_SENTIMENT_DATA": str(tmp_path)})
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].startswith(message)
+    assert result.stdout == ""
+    assert "Ivy" not in result.stderr  # failed before Spark started
+    assert time.monotonic() - started < 60
+    assert not (tmp_path / "mlflow").exists()  # nothing registered, no store created

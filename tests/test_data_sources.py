@@ -1,0 +1,116 @@
+"""Readers of labeled reviews on small data written by the tests: Delta, Parquet, aclImdb, tables."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from conftest import labeled_rows
+from spark_sentiment.config import load_config
+from spark_sentiment.config.train import TrainJobConfig
+from spark_sentiment.data.labeled import load_training_data, normalize_labels, plan_sources
+from spark_sentiment.data.sources import resolve_source
+from spark_sentiment.errors import DataError
+
+LABELS = ["NEGATIVE", "POSITIVE"]
+SCHEMA = "review_id string, text string, label int"
+
+
+def data_cfg(path, *overrides):
+    return load_config(TrainJobConfig, None, [f"data.path={path}", *overrides]).data
+
+
+def write_acl(folder, rows):
+    for review_id, text, label in rows:
+        sub = folder / ("pos" if label else "neg")
+        sub.mkdir(parents=True, exist_ok=True)
+        (sub / f"{review_id}_{8 if label else 2}.txt").write_text(text)
+
+
+def test_split_folder_of_parquet_files(spark, tmp_path):
+    spark.createDataFrame(labeled_rows(40), SCHEMA).toPandas().to_parquet(tmp_path / "train.parquet")
+    spark.createDataFrame(labeled_rows(10), SCHEMA).toPandas().to_parquet(tmp_path / "test.parquet")
+    plan = plan_sources(data_cfg(tmp_path))
+    assert (plan.train.format, plan.eval.format) == ("parquet", "parquet")
+    train, evaluation = load_training_data(spark, data_cfg(tmp_path, "data.train_rows=30", "data.eval_rows=5"), LABELS)
+    assert (len(train), len(evaluation)) == (30, 5)
+    assert set(train.column_names) == {"text", "label"}
+    assert set(train["label"]) == {0, 1}
+
+
+def test_single_delta_table_holds_out_eval_rows_without_overlap(spark, tmp_path):
+    rows = [(f"r{i}", f"review number {i}", i % 2) for i in range(50)]
+    spark.createDataFrame(rows, SCHEMA).write.format("delta").save(str(tmp_path / "reviews"))
+    cfg = data_cfg(tmp_path / "reviews", "data.train_rows=40", "data.eval_rows=10")
+    assert plan_sources(cfg).eval is None
+    train, evaluation = load_training_data(spark, cfg, LABELS)
+    assert len(train) == 40 and len(evaluation) == 10
+    assert not set(train["text"]) & set(evaluation["text"])
+
+
+def test_seeded_selection_is_reproducible(spark, tmp_path):
+    rows = [(f"r{i}", f"review number {i}", i % 2) for i in range(100)]
+    spark.createDataFrame(rows, SCHEMA).write.format("delta").save(str(tmp_path / "reviews"))
+    cfg = data_cfg(tmp_path / "reviews", "data.train_rows=20", "data.eval_rows=10")
+    first, _ = load_training_data(spark, cfg, LABELS)
+    second, _ = load_training_data(spark, cfg, LABELS)
+    other, _ = load_training_data(spark, data_cfg(tmp_path / "reviews", "data.train_rows=20", "data.eval_rows=10", "data.seed=7"), LABELS)
+    assert first["text"] == second["text"]
+    assert first["text"] != other["text"]
+
+
+def test_aclimdb_layout_with_train_and_test(spark, tmp_path):
+    write_acl(tmp_path / "aclImdb" / "train", labeled_rows(12))
+    write_acl(tmp_path / "aclImdb" / "test", labeled_rows(6))
+    cfg = data_cfg(tmp_path / "aclImdb", "data.train_rows=null", "data.eval_rows=null")
+    plan = plan_sources(cfg)
+    assert (plan.train.format, plan.eval.format) == ("aclimdb", "aclimdb")
+    train, evaluation = load_training_data(None, cfg, LABELS)
+    assert (len(train), len(evaluation)) == (12, 6)
+    assert sorted(train["label"]) == [0] * 6 + [1] * 6
+
+
+def test_catalog_table_and_string_labels(spark):
+    rows = [(f"r{i}", f"text {i}", ["negative", "POSITIVE"][i % 2]) for i in range(20)]
+    spark.createDataFrame(rows, "review_id string, review string, sentiment string").write.format(
+        "delta"
+    ).mode("overwrite").saveAsTable("labeled_reviews")
+    cfg = data_cfg("labeled_reviews", "data.text_column=review", "data.label_column=sentiment", "data.eval_rows=4")
+    assert plan_sources(cfg).train.format == "table"
+    train, evaluation = load_training_data(spark, cfg, LABELS)
+    assert len(train) + len(evaluation) == 20
+    assert set(train["label"]) == {0, 1}
+
+
+@pytest.mark.parametrize(
+    "values, message",
+    [
+        ([0, 1, 7, 7], "label column 'label' in test has unknown value '7' in 2 row(s)"),
+        ([0, None, 1, None], "label column 'label' in test has 2 null value(s)"),
+        (["pos", "neg", "POSITIVE", "NEGATIVE"], "has unknown value "),
+        ([0.0, 1.0, 0.5, 1.0], "unknown value '0.5' in 1 row(s)"),
+    ],
+)
+def test_bad_labels_name_column_value_and_count(values, message):
+    with pytest.raises(DataError) as info:
+        normalize_labels(pd.DataFrame({"label": values}), "label", LABELS, "test")
+    assert message in str(info.value)
+
+
+def test_label_names_and_ids_both_map():
+    ids = normalize_labels(pd.DataFrame({"label": ["negative", "POSITIVE", "1", 0]}), "label", LABELS, "t")
+    assert ids.tolist() == [0, 1, 1, 0]
+
+
+def test_missing_path_and_missing_column(spark, tmp_path):
+    with pytest.raises(DataError, match="data.path: /no/such/dir does not exist"):
+        plan_sources(data_cfg("/no/such/dir"))
+    spark.createDataFrame(labeled_rows(8), SCHEMA).write.format("delta").save(str(tmp_path / "t"))
+    with pytest.raises(DataError, match=r"column 'body' not found in delta:.* \(columns: review_id, text, label\)"):
+        load_training_data(spark, data_cfg(tmp_path / "t", "data.text_column=body"), LABELS)
+
+
+def test_folder_without_a_table_is_refused(tmp_path):
+    (tmp_path / "notes.txt").write_text("hello")
+    with pytest.raises(DataError, match="holds no Delta table, Parquet files, pos/neg folders"):
+        resolve_source(str(tmp_path))

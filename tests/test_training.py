@@ -1,0 +1,100 @@
+"""Training end to end with real Spark, Delta and MLflow: tiny random model (fast) and the real MiniLM (slow)."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import mlflow
+import pytest
+from mlflow.tracking import MlflowClient
+
+from conftest import IMDB, labeled_rows, run_cli
+from spark_sentiment.config import load_config
+from spark_sentiment.config.train import TrainJobConfig
+from spark_sentiment.errors import DataError
+from spark_sentiment.training.trainer import train_and_register
+
+LONG_REVIEW = " ".join(["This film was a slow, strange and ultimately rewarding experience."] * 60)  # ~600 tokens
+
+
+def test_tiny_model_is_registered_with_aliases_in_one_run(tiny_model):
+    assert tiny_model["model_name"] == "TinySentiment"
+    assert tiny_model["aliases"] == ["candidate", "champion"]
+    assert tiny_model["train_rows"] == 48 and tiny_model["eval_rows"] == 16
+    assert set(tiny_model["metrics"]) == {"accuracy", "f1"}
+    run = MlflowClient().get_run(tiny_model["run_id"])
+    assert run.data.params["cfg.model.base"] == "tiny-random"
+    assert run.data.params["learning_rate"] == "2e-05"  # logged by Trainer's MLflow callback, same run
+    assert "final_accuracy" in run.data.metrics and "eval_accuracy" in run.data.metrics
+    version = MlflowClient().get_model_version("TinySentiment", tiny_model["model_version"])
+    assert version.run_id == tiny_model["run_id"]
+
+
+def test_registered_model_loads_back_and_labels_a_600_token_review(tiny_model):
+    uri = "models:/TinySentiment@champion"
+    pipe = mlflow.transformers.load_model(uri, truncation=True)
+    assert len(pipe.tokenizer(LONG_REVIEW)["input_ids"]) > 512
+    (result,) = pipe(LONG_REVIEW)
+    assert result["label"] in ("NEGATIVE", "POSITIVE") and 0 <= result["score"] <= 1
+    # pyfunc (what spark_udf uses) applies the logged model_config: truncation needs no argument.
+    predictions = mlflow.pyfunc.load_model(uri).predict([LONG_REVIEW, "I love this movie"])
+    assert list(predictions.columns) == ["label", "score"] and len(predictions) == 2
+    signature = mlflow.models.get_model_info(uri).signature
+    assert signature.inputs.input_types()[0].name == "string"
+
+
+def test_second_version_becomes_candidate_and_keeps_champion(spark, tiny_model, tmp_path):
+    spark.createDataFrame(labeled_rows(32), "review_id string, text string, label int").toPandas().to_parquet(
+        tmp_path / "train.parquet"
+    )
+    cfg = load_config(
+        TrainJobConfig,
+        None,
+        [f"data.path={tmp_path / 'train.parquet'}", "data.eval_rows=8", "model.base=tiny-random",
+         "train.max_steps=2", "train.max_length=32", "registry.name=TinySentiment"],
+    )
+    summary = train_and_register(spark, cfg)
+    client = MlflowClient()
+    assert int(summary["model_version"]) == int(tiny_model["model_version"]) + 1
+    assert summary["aliases"] == ["candidate"]
+    assert str(client.get_model_version_by_alias("TinySentiment", "candidate").version) == summary["model_version"]
+    assert str(client.get_model_version_by_alias("TinySentiment", "champion").version) == tiny_model["model_version"]
+
+
+def test_label_value_7_fails_and_registers_nothing(spark, tmp_path):
+    rows = labeled_rows(16) + [("bad", "a review with an impossible label", 7)]
+    spark.createDataFrame(rows, "review_id string, text string, label int").write.format("delta").save(
+        str(tmp_path / "bad")
+    )
+    cfg = load_config(TrainJobConfig, None, [f"data.path={tmp_path / 'bad'}", "model.base=tiny-random",
+                                             "registry.name=NeverRegistered"])
+    with pytest.raises(DataError, match="label column 'label' in delta:.* has unknown value '7' in 1 row"):
+        train_and_register(spark, cfg)
+    assert MlflowClient().search_registered_models("name = 'NeverRegistered'") == []
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (IMDB / "train.parquet").exists(), reason="needs IMDB parquet beside the repo")
+def test_spark_submit_fine_tunes_real_minilm_on_imdb_and_registers(tmp_path):
+    """The acceptance command, with the packaged MiniLM on real IMDB reviews (a few steps, shorter reviews)."""
+    store = f"sqlite:///{tmp_path}/mlflow.db"
+    result = run_cli(
+        ["./spark-submit.sh", "jobs/train.py", "--set", "data.train_rows=200", "--set", "data.eval_rows=50",
+         "--set", "train.max_steps=5", "--set", "train.max_length=128", "--set", "registry.name=MiniLMSmoke"],
+        env={"MLFLOW_TRACKING_URI": store, "SPARK_SENTIMENT_DATA": str(tmp_path / "data"), "IMDB_DATA": str(IMDB)},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["model_uri"] == "models:/MiniLMSmoke/1"
+    assert (summary["train_rows"], summary["eval_rows"]) == (200, 50)
+    assert 0.0 <= summary["metrics"]["accuracy"] <= 1.0
+    mlflow.set_tracking_uri(store)
+    mlflow.set_registry_uri(store)
+    try:
+        pipe = mlflow.transformers.load_model("models:/MiniLMSmoke@candidate", truncation=True)
+        assert pipe.model.config.num_hidden_layers == 6 and pipe.model.config.hidden_size == 384  # MiniLM-L6
+        assert pipe(LONG_REVIEW)[0]["label"] in ("NEGATIVE", "POSITIVE")
+    finally:
+        mlflow.set_tracking_uri(os.environ["MLFLOW_TRACKING_URI"])  # back to the test session's store
+        mlflow.set_registry_uri(os.environ["MLFLOW_TRACKING_URI"])
