@@ -111,3 +111,7 @@ def run_cli(args: list[str], env: dict[str, str] | None = None, timeout: int = 6
 
 
 PYTHON = sys.executable
+
+
+# 40 short reviews, two of them unscorable (null and blank), for the cluster test.
+ROWS_FOR_CLUSTER = [(i, (POSITIVE + NEGATIVE)[i % 8]) for i in range(38)] + [(38, None), (39, "  ")]

@@ -113,3 +113,10 @@ def test_train_job_fails_fast_with_one_line(args, message, tmp_path):
     assert "Ivy" not in result.stderr  # failed before Spark started
     assert time.monotonic() - started < 60
     assert not (tmp_path / "mlflow").exists()  # nothing registered, no store created
+
+
+def test_set_path_replaces_the_files_table():
+    cfg = load_config(ScoreJobConfig, REPO / "conf" / "score.yaml", ["input.path=/lake/in", "output.path=/lake/out"])
+    assert (cfg.input.path, cfg.input.table, cfg.output.path, cfg.output.table) == ("/lake/in", None, "/lake/out", None)
+    with pytest.raises(ConfigError, match="set exactly one"):
+        load_config(ScoreJobConfig, None, ["input.path=/a", "input.table=b", "output.path=/o"])

@@ -23,11 +23,15 @@ T = TypeVar("T")
 _ENV_PATTERN = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
-def option(default: Any, help: str, **kwargs: Any) -> Any:
-    """A dataclass field with help text (``default`` may be a list; it is copied per instance)."""
+def option(default: Any, help: str, exclusive_with: str | None = None) -> Any:
+    """A dataclass field with help text (``default`` may be a list; it is copied per instance).
+
+    ``exclusive_with`` names a sibling key that a ``--set`` of this key removes (path vs table).
+    """
+    metadata = {"help": help, "exclusive_with": exclusive_with}
     if isinstance(default, (list, dict)):
-        return dataclasses.field(default_factory=lambda: type(default)(default), metadata={"help": help}, **kwargs)
-    return dataclasses.field(default=default, metadata={"help": help}, **kwargs)
+        return dataclasses.field(default_factory=lambda: type(default)(default), metadata=metadata)
+    return dataclasses.field(default=default, metadata=metadata)
 
 
 def expand_env(value: Any) -> Any:
@@ -74,6 +78,22 @@ def _set_dotted(tree: dict[str, Any], key: str, value: Any) -> None:
     node[parts[-1]] = value
 
 
+def _drop_exclusive_sibling(cls: type, tree: dict[str, Any], key: str, overridden: set[str]) -> None:
+    """``--set input.path=...`` replaces an ``input.table`` from the file (fields marked ``exclusive_with``);
+    setting both with ``--set`` stays an error."""
+    *sections, name = key.split(".")
+    node: Any = tree
+    for part in sections:
+        fields = {f.name: f for f in dataclasses.fields(cls)} if dataclasses.is_dataclass(cls) else {}
+        if part not in fields or not isinstance(node, dict):
+            return
+        cls, node = get_type_hints(cls)[part], node.get(part, {})
+    fields = {f.name: f for f in dataclasses.fields(cls)} if dataclasses.is_dataclass(cls) else {}
+    sibling = fields[name].metadata.get("exclusive_with") if name in fields else None
+    if sibling and isinstance(node, dict) and ".".join([*sections, sibling]) not in overridden:
+        node.pop(sibling, None)
+
+
 def load_config(cls: type[T], path: str | os.PathLike[str] | None = None, overrides: Iterable[str] = ()) -> T:
     """Build ``cls`` from an optional YAML file and ``key=value`` overrides, then validate it.
 
@@ -94,9 +114,12 @@ def load_config(cls: type[T], path: str | os.PathLike[str] | None = None, overri
         if not isinstance(loaded, dict):
             raise ConfigError(f"config file {file} must hold a mapping of sections, got {type(loaded).__name__}")
         tree = loaded
+    overridden: set[str] = set()
     for text in overrides:
         key, value = parse_override(text)
+        _drop_exclusive_sibling(cls, tree, key, overridden)
         _set_dotted(tree, key, value)
+        overridden.add(key)
     config = _build(cls, expand_env(tree), prefix="")
     _validate(config, prefix="")
     return config

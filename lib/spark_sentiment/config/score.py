@@ -23,8 +23,8 @@ def _one_of(prefix: str, path: Optional[str], table: Optional[str]) -> None:
 
 @dataclass
 class InputSection:
-    path: Optional[str] = option(None, "Delta table (or Parquet files) to score, by path.")
-    table: Optional[str] = option(None, "Catalog table to score, e.g. reviews or db.reviews.")
+    path: Optional[str] = option(None, "Delta table (or Parquet files) to score, by path.", exclusive_with="table")
+    table: Optional[str] = option(None, "Catalog table to score, e.g. reviews or db.reviews.", exclusive_with="path")
     format: Literal["auto", "delta", "parquet"] = option("auto", "Format of input.path; auto detects _delta_log.")
     text_columns: list[str] = option(["text"], "String columns to label; each gets <c>_sentiment and <c>_sentiment_score.")
     key_columns: list[str] = option([], "Columns that identify a row (required by output.mode=merge).")
@@ -39,8 +39,10 @@ class InputSection:
 
 @dataclass
 class OutputSection:
-    path: Optional[str] = option(None, "Delta output location.")
-    table: Optional[str] = option(None, "Catalog table to write (created as a managed Delta table if missing).")
+    path: Optional[str] = option(None, "Delta output location.", exclusive_with="table")
+    table: Optional[str] = option(
+        None, "Catalog table to write (created as a managed Delta table if missing).", exclusive_with="path"
+    )
     mode: WriteMode = option("overwrite", "overwrite | append | merge (upsert on input.key_columns).")
 
     def validate(self, prefix: str) -> None:

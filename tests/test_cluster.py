@@ -1,0 +1,122 @@
+"""End to end on a real Spark standalone cluster started here: a master and two workers on 127.0.0.1.
+
+The job is submitted with spark-submit.sh; executors are separate JVM/Python processes and receive the
+model package through Spark (SparkFiles), which the test checks in the workers' own work folders.
+A second spark-submit (a new session) then queries the scored table through the catalog with SQL.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pyspark
+import pytest
+
+from conftest import ROWS_FOR_CLUSTER, run_cli
+
+pytestmark = pytest.mark.slow
+SPARK_CLASS = str(Path(pyspark.__file__).parent / "bin" / "spark-class")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port: int, timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.5)
+    raise TimeoutError(f"nothing listening on 127.0.0.1:{port}")
+
+
+@pytest.fixture()
+def standalone_cluster(tmp_path):
+    """Master + 2 one-core workers; every process is stopped by its pid at the end."""
+    env = {**os.environ, "SPARK_LOCAL_IP": "127.0.0.1", "SPARK_NO_DAEMONIZE": "1"}
+    port, ui = free_port(), free_port()
+    logs = tmp_path / "cluster-logs"
+    logs.mkdir()
+    procs: list[subprocess.Popen] = []
+
+    def start(name: str, *args: str) -> None:
+        out = open(logs / f"{name}.log", "w")
+        procs.append(subprocess.Popen([SPARK_CLASS, *args], env=env, stdout=out, stderr=subprocess.STDOUT))
+
+    try:
+        start("master", "org.apache.spark.deploy.master.Master", "--host", "127.0.0.1", "--port", str(port),
+              "--webui-port", str(ui))
+        wait_for_port(port)
+        workers = []
+        for i in range(2):
+            work = tmp_path / f"worker{i}"
+            workers.append(work)
+            start(f"worker{i}", "org.apache.spark.deploy.worker.Worker", f"spark://127.0.0.1:{port}",
+                  "--host", "127.0.0.1", "--cores", "1", "--memory", "2g", "--work-dir", str(work),
+                  "--webui-port", str(free_port()))
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            text = (logs / "master.log").read_text()
+            if text.count("Registering worker") >= 2:
+                break
+            time.sleep(0.5)
+        else:
+            raise TimeoutError("workers did not register:\n" + (logs / "master.log").read_text()[-3000:])
+        yield f"spark://127.0.0.1:{port}", workers
+    finally:
+        for proc in reversed(procs):
+            proc.terminate()
+        for proc in procs:
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def test_score_on_standalone_cluster_then_query_from_new_session(spark, tiny_model, standalone_cluster, tmp_path):
+    master, workers = standalone_cluster
+    source = str(tmp_path / "reviews")
+    spark.createDataFrame(ROWS_FOR_CLUSTER, "id int, body string").write.format("delta").save(source)
+    data = tmp_path / "job-data"  # the jobs' own warehouse + metastore (the test session holds its own)
+    env = {
+        "SPARK_MASTER": master,
+        "SPARK_SENTIMENT_DATA": str(data),
+        "SPARK_LOCAL_IP": "127.0.0.1",
+        "SPARK_SUBMIT_OPTS_EXTRA": "--conf spark.executor.memory=1g --conf spark.cores.max=2",
+    }
+    result = run_cli(
+        ["./spark-submit.sh", "jobs/score.py", "--set", f"input.path={source}", "--set", "output.table=cluster_scored",
+         "--set", "input.text_columns=[body]", "--set", "input.key_columns=[id]", "--set", "output.mode=merge",
+         "--set", "model.uri=models:/TinySentiment@champion", "--set", "score.partitions=4"],
+        env=env,
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert (summary["rows_in"], summary["rows_scored"], summary["null_texts"]) == (40, 38, 2)
+    assert summary["output"] == "table cluster_scored"
+
+    # Executors ran in the workers' own folders, and each one fetched the model package from Spark.
+    executor_dirs = [d for w in workers for d in w.glob("app-*/*") if d.is_dir()]
+    assert len(executor_dirs) >= 2, executor_dirs
+    shipped = [d for d in executor_dirs if any(p.name.endswith(".zip") and "TinySentiment" in p.name for p in d.iterdir())]
+    assert len(shipped) >= 2, [sorted(p.name for p in d.iterdir()) for d in executor_dirs]
+
+    query = run_cli(
+        ["./spark-submit.sh", "jobs/sql.py",
+         "SELECT body_sentiment AS label, count(*) AS n FROM cluster_scored GROUP BY 1 ORDER BY 1"],
+        env={"SPARK_SENTIMENT_DATA": str(data), "SPARK_LOCAL_IP": "127.0.0.1"},
+    )
+    assert query.returncode == 0, query.stderr[-4000:]
+    rows = [json.loads(line) for line in query.stdout.strip().splitlines() if line.startswith("{")]
+    assert sum(r["n"] for r in rows) == 40
+    assert {r["label"] for r in rows} <= {None, "NEGATIVE", "POSITIVE"}
+    assert sum(r["n"] for r in rows if r["label"] is None) == 2

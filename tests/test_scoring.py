@@ -1,0 +1,164 @@
+"""Scoring with both engines on small Delta tables (real Spark, Delta, MLflow; tiny random model)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from delta.tables import DeltaTable
+from pyspark.sql import functions as F
+from pyspark.testing import assertDataFrameEqual
+
+from conftest import PYTHON, run_cli
+from spark_sentiment.config import load_config
+from spark_sentiment.config.score import ScoreJobConfig
+from spark_sentiment.errors import DataError, ModelError
+from spark_sentiment.scoring.job import score_table
+from spark_sentiment.sql.functions import register_sentiment_function
+
+TINY = "models:/TinySentiment@champion"
+SCHEMA = "id int, title string, body string"
+LONG = " ".join(["An endless film that never seems to finish."] * 70)  # ~600+ tokens
+ROWS = [
+    (1, "Great", "I love this movie, wonderful acting."),
+    (2, None, "this movie was the worst, boring!"),
+    (3, "", "   "),
+    (4, " \t\n", None),
+    (5, LONG, "Ein wunderbarer Film, ich habe jede Minute genossen."),
+    (6, "これは素晴らしい映画です", "Фильм ужасный, скучный и слишком длинный."),
+    (7, "<br /><br />Bad.", "😀😀 loved it 🎬"),
+]
+
+
+@pytest.fixture()
+def reviews(spark, tmp_path):
+    path = str(tmp_path / "reviews")
+    spark.createDataFrame(ROWS, SCHEMA).write.format("delta").save(path)
+    return path
+
+
+def cfg(input_path, output_path, *overrides):
+    return load_config(
+        ScoreJobConfig,
+        None,
+        [f"input.path={input_path}", f"output.path={output_path}", "input.text_columns=[title, body]",
+         "input.key_columns=[id]", f"model.uri={TINY}", *overrides],
+    )
+
+
+def read(spark, path):
+    return spark.read.format("delta").load(str(path))
+
+
+def test_both_engines_label_several_columns_identically(spark, tiny_model, reviews, tmp_path):
+    native = score_table(spark, cfg(reviews, tmp_path / "native", "engine=native"))
+    served = score_table(spark, cfg(reviews, tmp_path / "mlflow", "engine=mlflow"))
+    for summary in (native, served):
+        assert summary["rows_in"] == 7
+        assert summary["model"] == f"TinySentiment/{tiny_model['model_version']}"
+        assert summary["rows_scored"] == 9 and summary["null_texts"] == 5
+        assert sum(summary["label_counts"]["title"].values()) == 4
+        assert sum(summary["label_counts"]["body"].values()) == 5
+    labels = ["id", "title_sentiment", "body_sentiment"]
+    assertDataFrameEqual(read(spark, tmp_path / "native").select(labels), read(spark, tmp_path / "mlflow").select(labels))
+    a = read(spark, tmp_path / "native").alias("a")
+    b = read(spark, tmp_path / "mlflow").alias("b")
+    worst = a.join(b, "id").select(F.max(F.abs(F.col("a.body_sentiment_score") - F.col("b.body_sentiment_score")))).first()[0]
+    assert worst < 1e-4
+
+
+def test_output_schema_and_text_policy(spark, tiny_model, reviews, tmp_path):
+    score_table(spark, cfg(reviews, tmp_path / "out"))
+    out = read(spark, tmp_path / "out")
+    assert [(f.name, f.dataType.simpleString()) for f in out.schema.fields] == [
+        ("id", "int"), ("title", "string"), ("body", "string"),
+        ("title_sentiment", "string"), ("title_sentiment_score", "float"),
+        ("body_sentiment", "string"), ("body_sentiment_score", "float"),
+        ("sentiment_model", "string"), ("scored_at", "timestamp"),
+    ]
+    rows = {r["id"]: r for r in out.collect()}
+    # null, empty, spaces, and tab/newline-only texts get null label and score
+    for key, column in [(2, "title"), (3, "title"), (3, "body"), (4, "title"), (4, "body")]:
+        assert rows[key][f"{column}_sentiment"] is None and rows[key][f"{column}_sentiment_score"] is None
+    for key in (1, 5, 6, 7):  # long, non-Latin, HTML and emoji texts all get a label
+        assert rows[key]["title_sentiment"] in ("NEGATIVE", "POSITIVE")
+        assert 0.5 <= rows[key]["title_sentiment_score"] <= 1.0
+    assert {r["sentiment_model"] for r in rows.values()} == {f"TinySentiment/{tiny_model['model_version']}"}
+    assert len({r["scored_at"] for r in rows.values()}) == 1
+
+
+def test_merge_rerun_keeps_rows_and_labels(spark, tiny_model, reviews, tmp_path):
+    job = cfg(reviews, tmp_path / "out", "output.mode=merge")
+    first = score_table(spark, job)
+    before = read(spark, tmp_path / "out").drop("scored_at")
+    second = score_table(spark, job)
+    after = read(spark, tmp_path / "out").drop("scored_at")
+    assert after.count() == 7
+    assertDataFrameEqual(before, after)
+    assert second["output_version"] == first["output_version"] + 1
+
+
+def test_append_and_overwrite(spark, tiny_model, reviews, tmp_path):
+    score_table(spark, cfg(reviews, tmp_path / "out", "output.mode=append"))
+    score_table(spark, cfg(reviews, tmp_path / "out", "output.mode=append"))
+    assert read(spark, tmp_path / "out").count() == 14
+    score_table(spark, cfg(reviews, tmp_path / "out", "output.mode=overwrite"))
+    assert read(spark, tmp_path / "out").count() == 7
+
+
+@pytest.mark.parametrize(
+    "overrides, error, message",
+    [
+        (["input.text_columns=[headline]"], DataError, "text column 'headline' not found in delta:.*columns: id, title, body"),
+        (["input.text_columns=[id]"], DataError, "text column 'id' in delta:.* is int, expected string"),
+        (["model.uri=models:/TinySentiment@nosuchalias"], ModelError, "model URI models:/TinySentiment@nosuchalias cannot be resolved"),
+        (["model.uri=models:/NoSuchModel/1"], ModelError, "model URI models:/NoSuchModel/1 cannot be resolved"),
+        (["model.uri=/tmp/definitely/not/a/model"], ModelError, "no MLflow model"),
+        (["input.key_columns=[nokey]"], DataError, "key column 'nokey' not found"),
+    ],
+)
+def test_bad_input_fails_before_writing(spark, tiny_model, reviews, tmp_path, overrides, error, message):
+    out = tmp_path / "out"
+    spark.createDataFrame([(1, "kept")], "id int, title string").write.format("delta").save(str(out))
+    before = read(spark, out).collect()
+    with pytest.raises(error, match=message):
+        score_table(spark, cfg(reviews, out, *overrides))
+    assert sorted(read(spark, out).collect()) == sorted(before)
+    assert DeltaTable.forPath(spark, str(out)).history().count() == 1  # no new commit
+
+
+def test_output_path_that_is_not_delta_is_refused(spark, tiny_model, reviews, tmp_path):
+    (tmp_path / "plain").mkdir()
+    (tmp_path / "plain" / "data.csv").write_text("a,b\n1,2\n")
+    with pytest.raises(DataError, match="output path .*plain exists but is not a Delta table"):
+        score_table(spark, cfg(reviews, tmp_path / "plain"))
+    assert (tmp_path / "plain" / "data.csv").read_text() == "a,b\n1,2\n"
+
+
+def test_catalog_tables_and_sql_function(spark, tiny_model, reviews):
+    spark.read.format("delta").load(reviews).write.format("delta").mode("overwrite").saveAsTable("reviews_in")
+    job = load_config(
+        ScoreJobConfig, None,
+        ["input.table=reviews_in", "output.table=reviews_scored", "input.text_columns=[body]",
+         "input.key_columns=[id]", "output.mode=merge", f"model.uri={TINY}"],
+    )
+    summary = score_table(spark, job)
+    assert summary["output"] == "table reviews_scored"
+    counts = spark.sql("SELECT body_sentiment, count(*) AS n FROM reviews_scored GROUP BY 1").collect()
+    assert sum(r["n"] for r in counts) == 7
+    assert register_sentiment_function(spark, TINY) == f"TinySentiment/{tiny_model['model_version']}"
+    via_sql = spark.sql("SELECT id, sentiment(body).label AS label FROM reviews_in")
+    via_job = spark.table("reviews_scored").select("id", F.col("body_sentiment").alias("label"))
+    assertDataFrameEqual(via_sql, via_job)
+
+
+def test_score_job_cli_reports_one_line_on_integer_text_column(tiny_model, reviews, tmp_path):
+    out = tmp_path / "out"
+    result = run_cli(
+        [PYTHON, "jobs/score.py", "--set", f"input.path={reviews}", "--set", f"output.path={out}",
+         "--set", "input.text_columns=[id]", "--set", "input.key_columns=[id]", "--set", f"model.uri={TINY}"],
+        env={"SPARK_SENTIMENT_DATA": str(tmp_path / "data")},
+    )
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert result.stderr.strip().splitlines()[-1].startswith("error: text column 'id' in delta:")
+    assert not out.exists()
