@@ -30,8 +30,16 @@ install: $(STAMP)
 jars: install
 	$(PY) -c "from spark_sentiment.session import get_spark; get_spark('resolve-delta-jars').stop()"
 
+UNSUP_SPLIT := $(if $(filter hf:%,$(IMDB_DATA)),unsupervised,unsup)
+DEMO_ROWS ?= 3000
+
+# Train + register on embedded defaults, land unlabeled reviews in Delta, score them, count labels with SQL.
 demo: install
 	./spark-submit.sh jobs/train.py --config conf/demo.yaml
+	./spark-submit.sh jobs/ingest.py --source $(IMDB_DATA) --split $(UNSUP_SPLIT) --table demo_reviews --limit $(DEMO_ROWS)
+	./spark-submit.sh jobs/score.py --config conf/demo-score.yaml
+	./spark-submit.sh jobs/sql.py "SELECT text_sentiment, count(*) AS reviews FROM demo_reviews_scored GROUP BY 1 ORDER BY 1"
+	@echo "Model: models:/SentimentAnalysis@champion in sqlite:///$(SPARK_SENTIMENT_DATA)/mlflow/mlflow.db"
 	@echo "MLflow UI: $(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(SPARK_SENTIMENT_DATA)/mlflow/mlflow.db"
 
 test: install

@@ -120,3 +120,9 @@ def test_set_path_replaces_the_files_table():
     assert (cfg.input.path, cfg.input.table, cfg.output.path, cfg.output.table) == ("/lake/in", None, "/lake/out", None)
     with pytest.raises(ConfigError, match="set exactly one"):
         load_config(ScoreJobConfig, None, ["input.path=/a", "input.table=b", "output.path=/o"])
+
+
+def test_readme_documents_every_config_key():
+    readme = (REPO / "README.md").read_text()
+    missing = [key for cls in (TrainJobConfig, ScoreJobConfig) for key, *_ in describe(cls) if f"`{key}`" not in readme]
+    assert missing == []

@@ -223,16 +223,26 @@ def to_flat_dict(config: Any, prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def describe(cls: type, prefix: str = "") -> list[tuple[str, str, Any, str]]:
+def describe(cls: type, prefix: str = "", instance: Any = None) -> list[tuple[str, str, Any, str]]:
     """``(key, type, default, help)`` rows for every key: the README's config reference is made from this."""
+    instance = cls() if instance is None else instance
     rows: list[tuple[str, str, Any, str]] = []
     hints = get_type_hints(cls)
     for f in dataclasses.fields(cls):
-        hint = hints[f.name]
+        hint, default = hints[f.name], getattr(instance, f.name)
         if dataclasses.is_dataclass(hint):
-            rows.extend(describe(hint, f"{prefix}{f.name}."))
+            rows.extend(describe(hint, f"{prefix}{f.name}.", default))
             continue
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
-        type_name = getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
-        rows.append((f"{prefix}{f.name}", type_name, default, f.metadata.get("help", "")))
+        rows.append((f"{prefix}{f.name}", _type_name(hint), default, f.metadata.get("help", "")))
     return rows
+
+
+def _type_name(hint: Any) -> str:
+    origin, args = get_origin(hint), get_args(hint)
+    if origin in (Union, types.UnionType):
+        return " or ".join("null" if a is type(None) else _type_name(a) for a in args)
+    if origin is Literal:
+        return " / ".join(map(str, args))
+    if origin is not None:
+        return f"{origin.__name__}[{', '.join(_type_name(a) for a in args)}]"
+    return getattr(hint, "__name__", str(hint))
