@@ -63,6 +63,9 @@ class ModelSection:
 @dataclass
 class ScoreSection:
     batch_size: int = option(32, "Rows per forward pass (native engine); Arrow batches are re-batched to this.")
+    max_tokens: Optional[int] = option(
+        None, "Cap on padded tokens per forward pass (batches sized by tokens, not rows); null = rows only."
+    )
     partitions: Optional[int] = option(None, "Repartition the input into N partitions before scoring; null keeps it.")
     max_length: Optional[int] = option(None, "Token limit; null = the model's (its tokenizer's model_max_length).")
     threads: Optional[int] = option(None, "torch threads per Python worker; null = spark.task.cpus.")
@@ -74,6 +77,7 @@ class ScoreSection:
     def validate(self, prefix: str) -> None:
         require(1 <= self.batch_size <= 4096, f"{prefix}batch_size", f"must be in [1, 4096], got {self.batch_size}")
         require(self.partitions is None or self.partitions > 0, f"{prefix}partitions", "must be positive or null")
+        require(self.max_tokens is None or self.max_tokens >= 8, f"{prefix}max_tokens", "must be >= 8 or null")
         require(self.max_length is None or self.max_length >= 8, f"{prefix}max_length", "must be >= 8 or null")
         require(self.threads is None or self.threads > 0, f"{prefix}threads", "must be positive or null")
 

@@ -101,7 +101,7 @@ def score_table(spark: SparkSession, cfg: ScoreJobConfig) -> dict[str, Any]:
     if cfg.score.partitions:
         df = df.repartition(cfg.score.partitions)
     options = PredictorOptions(
-        batch_size=cfg.score.batch_size, max_length=cfg.score.max_length, threads=cfg.score.threads,
+        batch_size=cfg.score.batch_size, max_tokens=cfg.score.max_tokens, max_length=cfg.score.max_length, threads=cfg.score.threads,
         device=cfg.score.device, precision=cfg.score.precision,
     )
     scored = add_sentiment_columns(spark, df, resolved, cfg.input.text_columns, cfg.engine, options)

@@ -25,6 +25,7 @@ class PredictorOptions:
     """How a worker runs the model; part of the cache key."""
 
     batch_size: int = 32
+    max_tokens: int | None = None  # padded tokens per batch; None = rows only
     max_length: int | None = None
     threads: int | None = None
     device: str = "auto"  # auto | cpu | cuda | cuda:<n>
@@ -95,6 +96,22 @@ class Predictor:
                                  return_attention_mask=False, return_token_type_ids=False)
         return encoded["input_ids"]
 
+    def batches(self, lengths: np.ndarray) -> list[np.ndarray]:
+        """Row indices in length order, cut into batches of at most ``batch_size`` rows and ``max_tokens``
+        padded tokens (so long reviews get smaller batches and short ones larger)."""
+        order = np.argsort(lengths, kind="stable")
+        limit_rows, limit_tokens = self.options.batch_size, self.options.max_tokens
+        out, start = [], 0
+        while start < len(order):
+            stop = min(start + limit_rows, len(order))
+            if limit_tokens:
+                # sorted ascending: the widest row of order[start:stop] is the last one
+                while stop - start > 1 and (stop - start) * lengths[order[stop - 1]] > limit_tokens:
+                    stop -= 1
+            out.append(order[start:stop])
+            start = stop
+        return out
+
     def forward(self, token_ids: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
         """Class ids and their probabilities, length-sorted into dynamically padded mini-batches."""
         import torch
@@ -102,21 +119,22 @@ class Predictor:
         n = len(token_ids)
         best = np.zeros(n, dtype=np.int64)
         probability = np.zeros(n, dtype=np.float32)
-        order = np.argsort(np.fromiter((len(t) for t in token_ids), dtype=np.int64, count=n), kind="stable")
-        autocast = self.device == "cpu" and self.dtype != torch.float32
-        for start in range(0, n, self.options.batch_size):
-            chunk = order[start:start + self.options.batch_size]
-            width = max(len(token_ids[i]) for i in chunk)
-            ids = torch.full((len(chunk), width), self.pad_id, dtype=torch.long)
-            mask = torch.zeros((len(chunk), width), dtype=torch.long)
+        lengths = np.fromiter((len(t) for t in token_ids), dtype=np.int64, count=n)
+        on_gpu = self.device != "cpu"
+        autocast = not on_gpu and self.dtype != torch.float32
+        for chunk in self.batches(lengths):
+            width = int(lengths[chunk[-1]])
+            ids = np.full((len(chunk), width), self.pad_id, dtype=np.int64)
             for row, i in enumerate(chunk):
-                ids[row, : len(token_ids[i])] = torch.tensor(token_ids[i])
-                mask[row, : len(token_ids[i])] = 1
+                ids[row, : lengths[i]] = token_ids[i]
+            mask = (np.arange(width)[None, :] < lengths[chunk][:, None]).astype(np.int64)
+            ids_t, mask_t = torch.from_numpy(ids), torch.from_numpy(mask)
+            if on_gpu:  # pinned host memory lets the copy overlap with the previous batch's compute
+                ids_t = ids_t.pin_memory().to(self.device, non_blocking=True)
+                mask_t = mask_t.pin_memory().to(self.device, non_blocking=True)
             with torch.inference_mode(), torch.autocast("cpu", dtype=self.dtype, enabled=autocast):
-                logits = self.model(input_ids=ids.to(self.device, non_blocking=True),
-                                    attention_mask=mask.to(self.device, non_blocking=True)).logits
-            probs = torch.softmax(logits.float(), dim=-1)
-            top = probs.max(dim=-1)
+                logits = self.model(input_ids=ids_t, attention_mask=mask_t).logits
+            top = torch.softmax(logits.float(), dim=-1).max(dim=-1)
             best[chunk] = top.indices.cpu().numpy()
             probability[chunk] = top.values.cpu().numpy()
         return best, probability

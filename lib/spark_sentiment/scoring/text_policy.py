@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import pandas as pd
-from pyspark.sql import Column, DataFrame
-from pyspark.sql import functions as F
-from pyspark.sql.types import StringType
 
 from ..errors import DataError
+
+if TYPE_CHECKING:  # pyspark is imported lazily: the predictor (and a GPU box without Spark) uses this module
+    from pyspark.sql import Column, DataFrame
 
 
 def check_text_columns(df: DataFrame, columns: list[str], where: str) -> None:
@@ -18,6 +20,8 @@ def check_text_columns(df: DataFrame, columns: list[str], where: str) -> None:
     DataError
         Names the column, its type or the available columns.
     """
+    from pyspark.sql.types import StringType
+
     fields = {f.name: f for f in df.schema.fields}
     for name in columns:
         if name not in fields:
@@ -33,7 +37,7 @@ def scorable(column: Column) -> Column:
 
     This decides the output for both engines; the UDFs also skip such rows to save work.
     """
-    return column.isNotNull() & ~column.rlike(r"(?U)^\s*$")
+    return column.isNotNull() & ~column.rlike(r"(?U)^\s*$")  # Java regex, Unicode whitespace
 
 
 def scorable_mask(texts: pd.Series) -> pd.Series:

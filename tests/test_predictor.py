@@ -1,0 +1,65 @@
+"""The executor-side predictor on its own (no Spark task): batching, text policy, precision options."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from spark_sentiment.model.registry import resolve_model
+from spark_sentiment.scoring.package import build_package
+from spark_sentiment.scoring.predictor import Predictor, PredictorOptions, cached_predictor
+
+
+@pytest.fixture(scope="module")
+def package(tiny_model):
+    return build_package(resolve_model("models:/TinySentiment@champion"))
+
+
+def test_batches_respect_rows_and_token_budget(package):
+    predictor = Predictor(package.local_dir, PredictorOptions(batch_size=4, max_tokens=100))
+    lengths = np.array([10, 60, 5, 30, 30, 7, 9, 64])
+    batches = predictor.batches(lengths)
+    assert sorted(np.concatenate(batches).tolist()) == list(range(8))
+    for batch in batches:
+        assert len(batch) <= 4
+        assert len(batch) == 1 or len(batch) * lengths[batch].max() <= 100
+        assert list(lengths[batch]) == sorted(lengths[batch])
+
+
+def test_predict_keeps_order_and_nulls_blank_text(package):
+    predictor = Predictor(package.local_dir, PredictorOptions(batch_size=3))
+    texts = pd.Series(["short", None, "a much longer review " * 50, "", "   ", "medium length text here"])
+    out = predictor.predict(texts)
+    assert list(out.columns) == ["label", "score"] and len(out) == 6
+    assert out["label"].isna().tolist() == [False, True, False, True, True, False]
+    # the same text alone or inside a batch of other lengths gets the same label and score
+    alone = predictor.predict(pd.Series(["medium length text here"]))
+    assert alone["label"][0] == out["label"][5] and abs(alone["score"][0] - out["score"][5]) < 1e-5
+
+
+def test_truncates_to_the_models_limit(package):
+    predictor = Predictor(package.local_dir, PredictorOptions())
+    assert predictor.max_length == 64  # the tiny model was trained with train.max_length=64
+    assert max(len(t) for t in predictor.tokenize(["word " * 1000])) == 64
+
+
+def test_bf16_on_cpu_agrees_with_fp32(package):
+    texts = pd.Series([f"review {i}: " + "good " * (i % 20) + "bad " * (i % 7) for i in range(64)])
+    fp32 = Predictor(package.local_dir, PredictorOptions(precision="fp32")).predict(texts)
+    bf16 = Predictor(package.local_dir, PredictorOptions(precision="bf16")).predict(texts)
+    assert (fp32["label"] == bf16["label"]).mean() >= 0.95
+    assert np.abs(fp32["score"] - bf16["score"]).max() < 0.05
+
+
+def test_predictor_is_cached_per_worker(package):
+    options = PredictorOptions(batch_size=8)
+    assert cached_predictor(str(package.local_dir), options) is cached_predictor(str(package.local_dir), options)
+
+
+@pytest.mark.gpu
+def test_gpu_predictor_matches_cpu_labels(package):
+    texts = pd.Series([f"review {i}: " + "good " * (i % 20) + "bad " * (i % 7) for i in range(64)])
+    cpu = Predictor(package.local_dir, PredictorOptions(device="cpu")).predict(texts)
+    gpu = Predictor(package.local_dir, PredictorOptions(device="cuda")).predict(texts)
+    assert (cpu["label"] == gpu["label"]).mean() >= 0.95
