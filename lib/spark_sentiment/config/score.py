@@ -66,7 +66,7 @@ class ScoreSection:
     max_tokens: Optional[int] = option(
         None, "Cap on padded tokens per forward pass (batches sized by tokens, not rows); null = rows only."
     )
-    partitions: Optional[int] = option(None, "Repartition the input into N partitions before scoring; null keeps it.")
+    partitions: Optional[int] = option(None, "Repartition the input into N partitions before scoring; null: raise to spark.default.parallelism if below.")
     max_length: Optional[int] = option(None, "Token limit; null = the model's (its tokenizer's model_max_length).")
     threads: Optional[int] = option(None, "torch threads per Python worker; null = spark.task.cpus.")
     device: Literal["auto", "cpu", "cuda"] = option("auto", "auto: the GPU Spark assigned to the task, else CPU.")

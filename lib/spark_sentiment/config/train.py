@@ -70,6 +70,9 @@ class TrainSection:
         "auto", "auto: bf16 on a CUDA GPU that supports it, else fp16 on CUDA, fp32 on CPU."
     )
     group_by_length: bool = option(False, "Batch reviews of similar length together (less padding, faster).")
+    optim: Literal["adamw_torch", "adamw_torch_fused"] = option(
+        "adamw_torch", "Optimizer; adamw_torch_fused runs one fused kernel per step on GPU."
+    )
     logging_steps: int = option(10, "Log training loss every N steps.")
     seed: int = option(42, "Seed for model init and data order.")
 

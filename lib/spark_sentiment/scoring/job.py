@@ -68,6 +68,15 @@ def add_sentiment_columns(
     return df.select(*columns)
 
 
+def _spread(df: DataFrame, partitions: int | None) -> DataFrame:
+    """Repartition to ``partitions``; by default only lift a table with fewer partitions than the cluster has
+    cores (a small or ``limit``-ed table is often one partition, which would score on one core)."""
+    if partitions:
+        return df.repartition(partitions)
+    cores = df.sparkSession.sparkContext.defaultParallelism
+    return df.repartition(cores) if df.rdd.getNumPartitions() < cores else df
+
+
 def _statistics(scored: DataFrame, text_columns: list[str]) -> dict[str, Any]:
     """Rows, scored rows and label counts per text column; the first action is what runs the model."""
     labels = {c: F.col(f"`{c}{SENTIMENT_SUFFIX}`") for c in text_columns}
@@ -98,8 +107,7 @@ def score_table(spark: SparkSession, cfg: ScoreJobConfig) -> dict[str, Any]:
     missing_keys = [k for k in cfg.input.key_columns if k not in df.columns]
     if missing_keys:
         raise DataError(f"key column '{missing_keys[0]}' not found in {where} (columns: {', '.join(df.columns)})")
-    if cfg.score.partitions:
-        df = df.repartition(cfg.score.partitions)
+    df = _spread(df, cfg.score.partitions)
     options = PredictorOptions(
         batch_size=cfg.score.batch_size, max_tokens=cfg.score.max_tokens, max_length=cfg.score.max_length, threads=cfg.score.threads,
         device=cfg.score.device, precision=cfg.score.precision,

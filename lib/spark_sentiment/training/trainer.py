@@ -8,51 +8,18 @@ import time
 from typing import Any
 
 import mlflow
-import torch
 from pyspark.sql import SparkSession
-from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
+from transformers import DataCollatorWithPadding, Trainer
 
 from ..config import to_flat_dict
-from ..config.train import TrainJobConfig, TrainSection
+from ..config.train import TrainJobConfig
 from ..data.labeled import TrainingSources, load_training_data
 from ..model import flavor, registry, tracking
 from ..model.base import load_base
+from .arguments import training_arguments
 from .metrics import classification_metrics
 
 log = logging.getLogger(__name__)
-
-
-def precision_flags(train: TrainSection) -> dict[str, bool]:
-    """``bf16``/``fp16`` TrainingArguments for the configured precision and the hardware present."""
-    wanted = train.precision
-    if wanted == "auto":
-        if not torch.cuda.is_available():
-            return {"bf16": False, "fp16": False}
-        wanted = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    return {"bf16": wanted == "bf16", "fp16": wanted == "fp16"}
-
-
-def training_arguments(train: TrainSection, output_dir: str) -> TrainingArguments:
-    """The seed recipe's TrainingArguments (transformers 5 names), filled from the config."""
-    return TrainingArguments(
-        output_dir=output_dir,
-        learning_rate=train.learning_rate,
-        warmup_steps=train.warmup_ratio,  # a float < 1 is a ratio of the total steps in transformers 5
-        num_train_epochs=train.epochs,
-        max_steps=train.max_steps,
-        per_device_train_batch_size=train.batch_size,
-        per_device_eval_batch_size=train.eval_batch_size,
-        weight_decay=train.weight_decay,
-        eval_strategy="epoch",
-        save_strategy="no",
-        logging_strategy="steps",
-        logging_steps=train.logging_steps,
-        report_to=["mlflow"],
-        seed=train.seed,
-        train_sampling_strategy="group_by_length" if train.group_by_length else "random",
-        disable_tqdm=True,
-        **precision_flags(train),
-    )
 
 
 def train_and_register(

@@ -1,0 +1,43 @@
+"""TrainingArguments from the typed config (kept free of MLflow/Spark so a bare GPU box can use it)."""
+
+from __future__ import annotations
+
+import torch
+from transformers import TrainingArguments
+
+from ..config.train import TrainSection
+
+
+def precision_flags(train: TrainSection) -> dict[str, bool]:
+    """``bf16``/``fp16`` TrainingArguments for the configured precision and the hardware present."""
+    wanted = train.precision
+    if wanted == "auto":
+        if not torch.cuda.is_available():
+            return {"bf16": False, "fp16": False}
+        wanted = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return {"bf16": wanted == "bf16", "fp16": wanted == "fp16"}
+
+
+def training_arguments(train: TrainSection, output_dir: str, report_to: list[str] | None = None) -> TrainingArguments:
+    """The seed recipe's TrainingArguments (transformers 5 names), filled from the config."""
+    report_to = ["mlflow"] if report_to is None else report_to
+    return TrainingArguments(
+        output_dir=output_dir,
+        learning_rate=train.learning_rate,
+        warmup_steps=train.warmup_ratio,  # a float < 1 is a ratio of the total steps in transformers 5
+        num_train_epochs=train.epochs,
+        max_steps=train.max_steps,
+        per_device_train_batch_size=train.batch_size,
+        per_device_eval_batch_size=train.eval_batch_size,
+        weight_decay=train.weight_decay,
+        optim=train.optim,
+        eval_strategy="epoch",
+        save_strategy="no",
+        logging_strategy="steps",
+        logging_steps=train.logging_steps,
+        report_to=report_to,
+        seed=train.seed,
+        disable_tqdm=True,
+        **precision_flags(train),
+        **({"train_sampling_strategy": "group_by_length"} if train.group_by_length else {}),
+    )
