@@ -148,7 +148,7 @@ def main() -> None:
     _, fp32_labels = run_workers(str(model_dir), texts, 1, args.arrow_batch, {**options, "precision": "fp32"})
     for n in [int(x) for x in args.workers.split(",")]:
         wall, labels = run_workers(str(model_dir), texts, n, args.arrow_batch, options)
-        agree = float(np.mean([a == b for a, b in zip(labels, fp32_labels)]))
+        agree = float(np.mean([a == b for a, b in zip(labels, fp32_labels, strict=True)]))
         table.append({"what": f"native UDF code, {n} worker(s), bf16", "rows_per_s": len(texts) / wall,
                       "agreement_vs_fp32": agree})
     for row in table:

@@ -39,14 +39,13 @@ class PeakRss:
     def _run(self) -> None:
         me = psutil.Process()
         while not self._stop.is_set():
-            try:
-                self.peaks["driver"] = max(self.peaks["driver"], me.memory_info().rss)
-                for child in me.children(recursive=True):
-                    name = " ".join(child.cmdline()[:3])
-                    role = "jvm" if "java" in name else "worker"
+            self.peaks["driver"] = max(self.peaks["driver"], me.memory_info().rss)
+            for child in me.children(recursive=True):
+                try:  # one process ending mid-sample must not hide the others
+                    role = "jvm" if "java" in " ".join(child.cmdline()[:3]) else "worker"
                     self.peaks[role] = max(self.peaks[role], child.memory_info().rss)
-            except (psutil.NoSuchProcess, psutil.AccessDenied):
-                pass
+                except (psutil.NoSuchProcess, psutil.AccessDenied):
+                    continue
             time.sleep(self.interval)
 
     def __enter__(self) -> "PeakRss":
@@ -84,8 +83,10 @@ def spark_engine(spark, engine: str, model_uri: str, df, batch_size: int) -> dic
 
     resolved = resolve_model(model_uri)
     options = PredictorOptions(batch_size=batch_size)
-    add_sentiment_columns(spark, df.limit(16), resolved, ["text"], engine, options).write.format("noop").mode(
-        "overwrite").save()  # warm-up: worker start and model load
+    # Warm-up on a few rows of every partition, so each Python worker has started and loaded its model.
+    warm = df.sample(fraction=min(1.0, 16 * df.rdd.getNumPartitions() / max(df.count(), 1)), seed=1)
+    add_sentiment_columns(spark, warm, resolved, ["text"], engine, options).write.format("noop").mode(
+        "overwrite").save()
     scored = add_sentiment_columns(spark, df, resolved, ["text"], engine, options)
     with PeakRss() as peaks:
         started = time.perf_counter()
@@ -118,7 +119,7 @@ def main() -> None:
     df.count()
     results = {"mlflow": spark_engine(spark, "mlflow", args.model_uri, df, args.batch_size),
                "native": spark_engine(spark, "native", args.model_uri, df, args.batch_size)}
-    seed_labels = dict(zip(reviews["review_id"], seed["labels"]))
+    seed_labels = dict(zip(reviews["review_id"], seed["labels"], strict=True))
 
     base = args.rows / seed["seconds"]
     table = [{"approach": "seed pipeline(batch_size=8), 1 process", "rows_per_s": round(base, 1), "ratio": 1.0,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any, Callable, Sequence, TypeVar
@@ -28,7 +29,11 @@ def parse_config(argv: Sequence[str], config_cls: type[C], default_config: Path 
         help="override one dotted key, value read as YAML (repeatable), e.g. --set train.epochs=1",
     )
     args = parser.parse_args(list(argv))
-    return load_config(config_cls, args.config, args.overrides)
+    path = args.config
+    if path and not Path(path).exists() and not Path(path).is_absolute() and default_config is not None:
+        beside_repo = default_config.parent.parent / path  # conf/x.yaml given from another working directory
+        path = str(beside_repo) if beside_repo.exists() else path
+    return load_config(config_cls, path, args.overrides)
 
 
 def run_job(
@@ -39,8 +44,12 @@ def run_job(
     description: str,
 ) -> int:
     """Run ``body(config)``; print its summary as the last stdout line, or one error line and exit 2."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr, force=True)
     logging.getLogger("py4j").setLevel(logging.WARNING)  # its shutdown line would follow our summary on stdout
+    # Progress bars of downloads, dataset maps and weight loading drown the job's own lines in batch logs.
+    for name in ("HF_DATASETS_DISABLE_PROGRESS_BARS", "HF_HUB_DISABLE_PROGRESS_BARS", "TRANSFORMERS_NO_PROGRESS_BAR"):
+        os.environ.setdefault(name, "1")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     try:
         config = parse_config(argv, config_cls, default_config, description)
         summary = body(config)

@@ -43,6 +43,7 @@ def train_and_register(
     """
     started = time.perf_counter()
     train_ds, eval_ds = load_training_data(spark, cfg.data, cfg.model.labels, plan)
+    log.info("training on %d rows, evaluating on %d rows", len(train_ds), len(eval_ds))
     model, tokenizer = load_base(cfg.model.base, cfg.model.labels, cfg.train.max_length, cfg.train.seed)
 
     def tokenize(batch: dict[str, list]) -> dict[str, list]:
@@ -73,6 +74,7 @@ def train_and_register(
         examples = {text: pipe(text, truncation=True)[0]["label"] for text in flavor.INPUT_EXAMPLE}
         info = flavor.log_pipeline(pipe, cfg.registry.name)
         version = str(info.registered_model_version)
+        log.info("registered %s version %s (run %s)", cfg.registry.name, version, run.info.run_id)
         aliases = registry.set_aliases(cfg.registry.name, version, cfg.registry.alias, cfg.registry.champion_if_missing)
         seconds = time.perf_counter() - started
         mlflow.log_metric("job_seconds", seconds)
