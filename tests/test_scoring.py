@@ -161,3 +161,24 @@ def test_score_job_cli_reports_one_line_on_integer_text_column(tiny_model, revie
     assert result.returncode == 2, result.stderr[-2000:]
     assert result.stderr.strip().splitlines()[-1].startswith("error: text column 'id' in delta:")
     assert not out.exists()
+
+
+def test_every_model_uri_form_resolves_to_a_concrete_model(tiny_model):
+    from mlflow.tracking import MlflowClient
+
+    from spark_sentiment.model.registry import resolve_model
+    from spark_sentiment.scoring.package import build_package
+
+    version = MlflowClient().get_model_version("TinySentiment", tiny_model["model_version"])
+    by_alias = resolve_model("models:/TinySentiment@champion")
+    assert by_alias.uri == f"models:/TinySentiment/{tiny_model['model_version']}"
+    assert by_alias.label == f"TinySentiment/{tiny_model['model_version']}"
+    assert resolve_model("models:/TinySentiment/latest").version >= tiny_model["model_version"]
+    for uri in (version.source, f"runs:/{tiny_model['run_id']}/model"):  # models:/m-<id> and runs:/
+        resolved = resolve_model(uri)
+        assert resolved.uri == uri and resolved.label == uri
+        assert build_package(resolved).id2label == {0: "NEGATIVE", 1: "POSITIVE"}
+    with pytest.raises(ModelError, match="model URI models:/m-nosuchmodel cannot be resolved"):
+        resolve_model("models:/m-nosuchmodel")
+    with pytest.raises(ModelError, match="unsupported scheme"):
+        resolve_model("s3x://bucket/model")
