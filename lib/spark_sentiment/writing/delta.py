@@ -36,12 +36,13 @@ def target_exists(spark: SparkSession, target: Target) -> bool:
         except AnalysisException:
             raise DataError(f"output table {target.table} exists but is not a Delta table") from None
         return True
-    path = Path(str(target.path))
-    if target.path and "://" not in target.path and not path.exists():
-        return False
-    if DeltaTable.isDeltaTable(spark, str(target.path)):
+    location = str(target.path)
+    if DeltaTable.isDeltaTable(spark, location):
         return True
-    if path.is_dir() and not any(path.iterdir()):
+    if "://" in location and not location.startswith("file:"):
+        return False  # object stores: only the Delta log is checked (listing them needs the Hadoop FS API)
+    path = Path(location.removeprefix("file:"))
+    if not path.exists() or (path.is_dir() and not any(path.iterdir())):
         return False
     raise DataError(f"output path {target.path} exists but is not a Delta table")
 
