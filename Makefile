@@ -12,7 +12,7 @@ export IMDB_DATA SPARK_SENTIMENT_DATA
 
 PYTEST_ARGS ?=
 
-.PHONY: install jars demo test test-fast clean help
+.PHONY: install jars demo test test-fast lint clean help
 
 help:
 	@echo "make demo   - create the venv if missing, train + register on embedded defaults, score a Delta table"
@@ -44,6 +44,10 @@ demo: install
 
 test: install
 	$(PY) -m pytest -m "not gpu" $(PYTEST_ARGS)
+
+lint: install
+	$(VENV)/bin/ruff check lib jobs tests benchmarks
+	$(VENV)/bin/ruff format --check lib jobs tests benchmarks
 
 test-fast: install
 	$(PY) -m pytest -m "not gpu and not slow" $(PYTEST_ARGS)

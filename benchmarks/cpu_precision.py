@@ -38,8 +38,13 @@ def main() -> None:
     texts, truth = frame["text"].reset_index(drop=True), frame["label"].to_numpy()
     rows, reference = [], None
     for precision in ("fp32", "bf16"):
-        options = PredictorOptions(batch_size=args.batch_size, max_length=args.max_length, threads=args.threads,
-                                   device="cpu", precision=precision)
+        options = PredictorOptions(
+            batch_size=args.batch_size,
+            max_length=args.max_length,
+            threads=args.threads,
+            device="cpu",
+            precision=precision,
+        )
         predictor = Predictor(args.model_dir, options)
         predictor.predict(texts.head(args.batch_size))  # warm-up
         started = time.perf_counter()
@@ -47,11 +52,18 @@ def main() -> None:
         seconds = time.perf_counter() - started
         ids = out["label"].map({v: k for k, v in predictor.id2label.items()}).to_numpy()
         reference = ids if reference is None else reference
-        rows.append({"precision": precision, "rows_per_s": round(args.rows / seconds, 1),
-                     "agreement_vs_fp32": round(float((ids == reference).mean()), 4),
-                     "accuracy": round(float((ids == truth).mean()), 4)})
-    print(f"\n{args.rows} IMDB test reviews, max length {args.max_length}, batch {args.batch_size}, "
-          f"{args.threads} torch threads, one process")
+        rows.append(
+            {
+                "precision": precision,
+                "rows_per_s": round(args.rows / seconds, 1),
+                "agreement_vs_fp32": round(float((ids == reference).mean()), 4),
+                "accuracy": round(float((ids == truth).mean()), 4),
+            }
+        )
+    print(
+        f"\n{args.rows} IMDB test reviews, max length {args.max_length}, batch {args.batch_size}, "
+        f"{args.threads} torch threads, one process"
+    )
     print(f"{'precision':<10} {'rows/s':>8} {'agree':>7} {'accuracy':>9}")
     for r in rows:
         print(f"{r['precision']:<10} {r['rows_per_s']:>8} {r['agreement_vs_fp32']:>7} {r['accuracy']:>9}")

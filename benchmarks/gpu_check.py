@@ -43,7 +43,6 @@ def sync() -> None:
 
 def _worker(rank, model_dir, texts, arrow_batch, options_kw, barrier, queue):
     import torch
-
     from spark_sentiment.scoring.predictor import PredictorOptions, cached_predictor
 
     torch.set_num_threads(1)  # one CPU core per worker, as with spark.task.cpus=1
@@ -54,17 +53,23 @@ def _worker(rank, model_dir, texts, arrow_batch, options_kw, barrier, queue):
     started = time.perf_counter()
     labels = []
     for start in range(0, len(texts), arrow_batch):
-        labels.extend(predictor.predict(pd.Series(texts[start:start + arrow_batch]))["label"].tolist())
+        labels.extend(predictor.predict(pd.Series(texts[start : start + arrow_batch]))["label"].tolist())
     sync()
     queue.put((rank, started, time.perf_counter(), labels))
 
 
-def run_workers(model_dir: str, texts: list[str], workers: int, arrow_batch: int, options_kw: dict) -> tuple[float, list]:
+def run_workers(
+    model_dir: str, texts: list[str], workers: int, arrow_batch: int, options_kw: dict
+) -> tuple[float, list]:
     ctx = mp.get_context("spawn")
     barrier, queue = ctx.Barrier(workers), ctx.Queue()
     shares = np.array_split(np.arange(len(texts)), workers)
-    procs = [ctx.Process(target=_worker, args=(r, model_dir, [texts[i] for i in share], arrow_batch, options_kw,
-                                               barrier, queue)) for r, share in enumerate(shares)]
+    procs = [
+        ctx.Process(
+            target=_worker, args=(r, model_dir, [texts[i] for i in share], arrow_batch, options_kw, barrier, queue)
+        )
+        for r, share in enumerate(shares)
+    ]
     for p in procs:
         p.start()
     results = sorted(queue.get() for _ in procs)
@@ -80,8 +85,14 @@ def seed_pipeline(model_dir: Path, texts: list[str], device: str) -> float:
 
     model = AutoModelForSequenceClassification.from_pretrained(model_dir / "model", dtype=torch.float32)
     tokenizer = AutoTokenizer.from_pretrained(model_dir / "tokenizer")
-    pipe = pipeline("text-classification", model=model, tokenizer=tokenizer, device=torch.device(device),
-                    batch_size=8, truncation=True)
+    pipe = pipeline(
+        "text-classification",
+        model=model,
+        tokenizer=tokenizer,
+        device=torch.device(device),
+        batch_size=8,
+        truncation=True,
+    )
     pipe(texts[:64])
     sync()
     started = time.perf_counter()
@@ -92,7 +103,6 @@ def seed_pipeline(model_dir: Path, texts: list[str], device: str) -> float:
 
 def pretokenized_forward(model_dir: Path, texts: list[str], device: str, batch: int = 256) -> float:
     import torch
-
     from spark_sentiment.scoring.predictor import Predictor, PredictorOptions
 
     predictor = Predictor(model_dir, PredictorOptions(batch_size=batch, device=device, precision="bf16"))
@@ -101,7 +111,7 @@ def pretokenized_forward(model_dir: Path, texts: list[str], device: str, batch: 
     order = np.argsort(lengths)
     tensors = []
     for start in range(0, len(order), batch):
-        chunk = order[start:start + batch]
+        chunk = order[start : start + batch]
         width = lengths[chunk].max()
         arr = np.full((len(chunk), width), predictor.pad_id, dtype=np.int64)
         for row, i in enumerate(chunk):
@@ -149,15 +159,27 @@ def main() -> None:
     for n in [int(x) for x in args.workers.split(",")]:
         wall, labels = run_workers(str(model_dir), texts, n, args.arrow_batch, options)
         agree = float(np.mean([a == b for a, b in zip(labels, fp32_labels, strict=True)]))
-        table.append({"what": f"native UDF code, {n} worker(s), bf16", "rows_per_s": len(texts) / wall,
-                      "agreement_vs_fp32": agree})
+        table.append(
+            {
+                "what": f"native UDF code, {n} worker(s), bf16",
+                "rows_per_s": len(texts) / wall,
+                "agreement_vs_fp32": agree,
+            }
+        )
     for row in table:
         row["x_seed"] = row["rows_per_s"] / seed_rate
         row["of_forward"] = row["rows_per_s"] / forward_rate
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none (cpu smoke run)"
-    machine = {"gpu": gpu, "cpus": os.cpu_count(), "torch": torch.__version__,
-               "python": platform.python_version(), "rows": len(texts), "arrow_batch": args.arrow_batch,
-               "batch_size": args.batch_size, "max_tokens": args.max_tokens}
+    machine = {
+        "gpu": gpu,
+        "cpus": os.cpu_count(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "rows": len(texts),
+        "arrow_batch": args.arrow_batch,
+        "batch_size": args.batch_size,
+        "max_tokens": args.max_tokens,
+    }
     Path(args.out).mkdir(parents=True, exist_ok=True)
     (Path(args.out) / "gpu_check.json").write_text(json.dumps({"machine": machine, "table": table}, indent=2))
     print(f"\n{machine}")

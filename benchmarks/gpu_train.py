@@ -49,13 +49,12 @@ def main() -> None:
     args = parser.parse_args()
 
     import torch
-    from transformers import DataCollatorWithPadding, Trainer
-
     from spark_sentiment.config import load_config
     from spark_sentiment.config.train import TrainJobConfig
     from spark_sentiment.model.base import load_base
     from spark_sentiment.training.arguments import training_arguments
     from spark_sentiment.training.metrics import classification_metrics
+    from transformers import DataCollatorWithPadding, Trainer
 
     cfg = load_config(TrainJobConfig, None, [f"model.base={args.base}", *args.overrides])
     started = time.perf_counter()
@@ -65,8 +64,12 @@ def main() -> None:
     data = {k: Encoded(tokenizer, f, tokenizer.model_max_length) for k, f in frames.items()}
     with tempfile.TemporaryDirectory() as tmp:
         trainer = Trainer(
-            model=model, args=training_arguments(cfg.train, tmp, report_to=[]), train_dataset=data["train"],
-            eval_dataset=data["eval"], processing_class=tokenizer, data_collator=DataCollatorWithPadding(tokenizer),
+            model=model,
+            args=training_arguments(cfg.train, tmp, report_to=[]),
+            train_dataset=data["train"],
+            eval_dataset=data["eval"],
+            processing_class=tokenizer,
+            data_collator=DataCollatorWithPadding(tokenizer),
             compute_metrics=classification_metrics,
         )
         sync = torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)
@@ -80,20 +83,34 @@ def main() -> None:
     # label_ids come back in the order predictions were made (length grouping may reorder eval batches too)
     test_accuracy = float((np.argmax(test_pred.predictions, -1) == test_pred.label_ids).mean())
     result = {
-        "name": args.name, "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu", "train_rows": len(data["train"]),
-        "epochs": cfg.train.epochs, "batch_size": cfg.train.batch_size, "learning_rate": cfg.train.learning_rate,
-        "max_length": cfg.train.max_length, "group_by_length": cfg.train.group_by_length, "optim": cfg.train.optim,
-        "train_seconds": round(train_seconds, 1), "total_seconds": round(time.perf_counter() - started, 1),
-        "eval_accuracy": round(final["eval_accuracy"], 4), "eval_f1": round(final["eval_f1"], 4),
-        "eval_rows": len(data["eval"]), "test_accuracy": round(test_accuracy, 4), "test_rows": len(data["test"]),
+        "name": args.name,
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
+        "train_rows": len(data["train"]),
+        "epochs": cfg.train.epochs,
+        "batch_size": cfg.train.batch_size,
+        "learning_rate": cfg.train.learning_rate,
+        "max_length": cfg.train.max_length,
+        "group_by_length": cfg.train.group_by_length,
+        "optim": cfg.train.optim,
+        "train_seconds": round(train_seconds, 1),
+        "total_seconds": round(time.perf_counter() - started, 1),
+        "eval_accuracy": round(final["eval_accuracy"], 4),
+        "eval_f1": round(final["eval_f1"], 4),
+        "eval_rows": len(data["eval"]),
+        "test_accuracy": round(test_accuracy, 4),
+        "test_rows": len(data["test"]),
     }
     if args.save_package:
         target = Path(args.save_package)
         trainer.model.save_pretrained(target / "model")
         tokenizer.save_pretrained(target / "tokenizer")
         config = trainer.model.config
-        meta = {"model": args.name, "id2label": {str(k): v for k, v in config.id2label.items()},
-                "max_length": int(tokenizer.model_max_length), "max_position_embeddings": config.max_position_embeddings}
+        meta = {
+            "model": args.name,
+            "id2label": {str(k): v for k, v in config.id2label.items()},
+            "max_length": int(tokenizer.model_max_length),
+            "max_position_embeddings": config.max_position_embeddings,
+        }
         (target / "sentiment_meta.json").write_text(json.dumps(meta))
     Path(args.out).mkdir(parents=True, exist_ok=True)
     with open(Path(args.out) / "gpu_train.jsonl", "a") as fh:

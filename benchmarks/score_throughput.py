@@ -71,8 +71,9 @@ seconds = time.perf_counter() - started
 print(json.dumps({{"seconds": seconds, "labels": [o["label"] for o in out],
                    "peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}}))
 """
-    result = subprocess.run([sys.executable, "-c", code], input=json.dumps(texts), capture_output=True, text=True,
-                            check=True)
+    result = subprocess.run(
+        [sys.executable, "-c", code], input=json.dumps(texts), capture_output=True, text=True, check=True
+    )
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
@@ -86,7 +87,8 @@ def spark_engine(spark, engine: str, model_uri: str, df, batch_size: int) -> dic
     # Warm-up on a few rows of every partition, so each Python worker has started and loaded its model.
     warm = df.sample(fraction=min(1.0, 16 * df.rdd.getNumPartitions() / max(df.count(), 1)), seed=1)
     add_sentiment_columns(spark, warm, resolved, ["text"], engine, options).write.format("noop").mode(
-        "overwrite").save()
+        "overwrite"
+    ).save()
     scored = add_sentiment_columns(spark, df, resolved, ["text"], engine, options)
     with PeakRss() as peaks:
         started = time.perf_counter()
@@ -117,33 +119,53 @@ def main() -> None:
     spark = get_spark("score-throughput", conf={"spark.ui.enabled": "false"})
     df = spark.createDataFrame(reviews).repartition(args.partitions).cache()
     df.count()
-    results = {"mlflow": spark_engine(spark, "mlflow", args.model_uri, df, args.batch_size),
-               "native": spark_engine(spark, "native", args.model_uri, df, args.batch_size)}
+    results = {
+        "mlflow": spark_engine(spark, "mlflow", args.model_uri, df, args.batch_size),
+        "native": spark_engine(spark, "native", args.model_uri, df, args.batch_size),
+    }
     seed_labels = dict(zip(reviews["review_id"], seed["labels"], strict=True))
 
     base = args.rows / seed["seconds"]
-    table = [{"approach": "seed pipeline(batch_size=8), 1 process", "rows_per_s": round(base, 1), "ratio": 1.0,
-              "peak_rss_mb": round(seed["peak_rss"] / 2**20), "label_agreement": 1.0}]
+    table = [
+        {
+            "approach": "seed pipeline(batch_size=8), 1 process",
+            "rows_per_s": round(base, 1),
+            "ratio": 1.0,
+            "peak_rss_mb": round(seed["peak_rss"] / 2**20),
+            "label_agreement": 1.0,
+        }
+    ]
     for name, res in results.items():
         rate = args.rows / res["seconds"]
         agree = sum(seed_labels[k] == v for k, v in res["labels"].items()) / len(res["labels"])
-        table.append({
-            "approach": f"{name} engine, Spark local[*], {args.partitions} partitions",
-            "rows_per_s": round(rate, 1), "ratio": round(rate / base, 2),
-            "peak_rss_mb": {k: round(v / 2**20) for k, v in res["peaks"].items()},
-            "label_agreement": round(agree, 4),
-        })
-    machine = {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-               "memory_gb": round(psutil.virtual_memory().total / 2**30), "python": platform.python_version()}
+        table.append(
+            {
+                "approach": f"{name} engine, Spark local[*], {args.partitions} partitions",
+                "rows_per_s": round(rate, 1),
+                "ratio": round(rate / base, 2),
+                "peak_rss_mb": {k: round(v / 2**20) for k, v in res["peaks"].items()},
+                "label_agreement": round(agree, 4),
+            }
+        )
+    machine = {
+        "cpu": platform.processor() or platform.machine(),
+        "cores": os.cpu_count(),
+        "memory_gb": round(psutil.virtual_memory().total / 2**30),
+        "python": platform.python_version(),
+    }
     print(f"\nScoring {args.rows} unsup reviews, model {args.model_uri}, machine {machine}")
     print(f"{'approach':<48} {'rows/s':>8} {'x seed':>7}  peak RSS MB (driver/jvm/worker)   agreement")
     for row in table:
         rss = row["peak_rss_mb"]
         rss_text = str(rss) if isinstance(rss, int) else f"{rss['driver']}/{rss['jvm']}/{rss['worker']}"
-        print(f"{row['approach']:<48} {row['rows_per_s']:>8} {row['ratio']:>7}  {rss_text:<32} {row['label_agreement']}")
+        print(
+            f"{row['approach']:<48} {row['rows_per_s']:>8} {row['ratio']:>7}  {rss_text:<32} {row['label_agreement']}"
+        )
     out = HERE / "results"
     out.mkdir(exist_ok=True)
-    (out / "score_throughput.json").write_text(json.dumps({"machine": machine, "rows": args.rows, "table": table}, indent=2))
+    (out / "score_throughput.json").write_text(
+        json.dumps({"machine": machine, "rows": args.rows, "table": table}, indent=2)
+    )
 
 
 if __name__ == "__main__":

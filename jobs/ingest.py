@@ -1,6 +1,6 @@
 """Land reviews in a Delta table (from Parquet, Delta, the aclImdb folder layout or hf:<dataset>).
 
-    ./spark-submit.sh jobs/ingest.py --source ../shared/data/imdb --split unsup --table reviews --limit 3000
+./spark-submit.sh jobs/ingest.py --source ../shared/data/imdb --split unsup --table reviews --limit 3000
 """
 
 from __future__ import annotations

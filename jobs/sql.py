@@ -1,7 +1,7 @@
 """Run SQL statements against the project's catalog and print each result row as JSON.
 
-    ./spark-submit.sh jobs/sql.py "SELECT text_sentiment, count(*) FROM scored GROUP BY 1"
-    ./spark-submit.sh jobs/sql.py --function models:/SentimentAnalysis@champion "SELECT sentiment('great!')"
+./spark-submit.sh jobs/sql.py "SELECT text_sentiment, count(*) FROM scored GROUP BY 1"
+./spark-submit.sh jobs/sql.py --function models:/SentimentAnalysis@champion "SELECT sentiment('great!')"
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ def main(argv: list[str]) -> int:
     spark = get_spark("spark-sentiment-sql")
     try:
         if args.function:
-            from spark_sentiment.model import tracking
             from spark_sentiment.config.common import MlflowSection
+            from spark_sentiment.model import tracking
             from spark_sentiment.sql.functions import register_sentiment_function
 
             tracking.configure(MlflowSection())

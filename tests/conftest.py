@@ -90,15 +90,21 @@ def tiny_model(spark, project_dir, tmp_path_factory) -> dict:
     from spark_sentiment.training.trainer import train_and_register
 
     source = tmp_path_factory.mktemp("labeled") / "reviews"
-    spark.createDataFrame(labeled_rows(64), "review_id string, text string, label int").write.format(
-        "delta"
-    ).save(str(source))
+    spark.createDataFrame(labeled_rows(64), "review_id string, text string, label int").write.format("delta").save(
+        str(source)
+    )
     cfg = load_config(
         TrainJobConfig,
         None,
         [
-            f"data.path={source}", "data.train_rows=48", "data.eval_rows=16", "model.base=tiny-random",
-            "train.max_steps=6", "train.batch_size=8", "train.max_length=64", "registry.name=TinySentiment",
+            f"data.path={source}",
+            "data.train_rows=48",
+            "data.eval_rows=16",
+            "model.base=tiny-random",
+            "train.max_steps=6",
+            "train.batch_size=8",
+            "train.max_length=64",
+            "registry.name=TinySentiment",
         ],
     )
     return train_and_register(spark, cfg)

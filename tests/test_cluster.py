@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pyspark
 import pytest
-
 from conftest import ROWS_FOR_CLUSTER, run_cli
 
 pytestmark = pytest.mark.slow
@@ -53,16 +52,36 @@ def standalone_cluster(tmp_path):
         procs.append(subprocess.Popen([SPARK_CLASS, *args], env=env, stdout=out, stderr=subprocess.STDOUT))
 
     try:
-        start("master", "org.apache.spark.deploy.master.Master", "--host", "127.0.0.1", "--port", str(port),
-              "--webui-port", str(ui))
+        start(
+            "master",
+            "org.apache.spark.deploy.master.Master",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--webui-port",
+            str(ui),
+        )
         wait_for_port(port)
         workers = []
         for i in range(2):
             work = tmp_path / f"worker{i}"
             workers.append(work)
-            start(f"worker{i}", "org.apache.spark.deploy.worker.Worker", f"spark://127.0.0.1:{port}",
-                  "--host", "127.0.0.1", "--cores", "1", "--memory", "2g", "--work-dir", str(work),
-                  "--webui-port", str(free_port()))
+            start(
+                f"worker{i}",
+                "org.apache.spark.deploy.worker.Worker",
+                f"spark://127.0.0.1:{port}",
+                "--host",
+                "127.0.0.1",
+                "--cores",
+                "1",
+                "--memory",
+                "2g",
+                "--work-dir",
+                str(work),
+                "--webui-port",
+                str(free_port()),
+            )
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
             text = (logs / "master.log").read_text()
@@ -94,9 +113,24 @@ def test_score_on_standalone_cluster_then_query_from_new_session(spark, tiny_mod
         "SPARK_SUBMIT_OPTS_EXTRA": "--conf spark.executor.memory=1g --conf spark.cores.max=2",
     }
     result = run_cli(
-        ["./spark-submit.sh", "jobs/score.py", "--set", f"input.path={source}", "--set", "output.table=cluster_scored",
-         "--set", "input.text_columns=[body]", "--set", "input.key_columns=[id]", "--set", "output.mode=merge",
-         "--set", "model.uri=models:/TinySentiment@champion", "--set", "score.partitions=4"],
+        [
+            "./spark-submit.sh",
+            "jobs/score.py",
+            "--set",
+            f"input.path={source}",
+            "--set",
+            "output.table=cluster_scored",
+            "--set",
+            "input.text_columns=[body]",
+            "--set",
+            "input.key_columns=[id]",
+            "--set",
+            "output.mode=merge",
+            "--set",
+            "model.uri=models:/TinySentiment@champion",
+            "--set",
+            "score.partitions=4",
+        ],
         env=env,
     )
     assert result.returncode == 0, result.stderr[-4000:]
@@ -107,12 +141,17 @@ def test_score_on_standalone_cluster_then_query_from_new_session(spark, tiny_mod
     # Executors ran in the workers' own folders, and each one fetched the model package from Spark.
     executor_dirs = [d for w in workers for d in w.glob("app-*/*") if d.is_dir()]
     assert len(executor_dirs) >= 2, executor_dirs
-    shipped = [d for d in executor_dirs if any(p.name.endswith(".zip") and "TinySentiment" in p.name for p in d.iterdir())]
+    shipped = [
+        d for d in executor_dirs if any(p.name.endswith(".zip") and "TinySentiment" in p.name for p in d.iterdir())
+    ]
     assert len(shipped) >= 2, [sorted(p.name for p in d.iterdir()) for d in executor_dirs]
 
     query = run_cli(
-        ["./spark-submit.sh", "jobs/sql.py",
-         "SELECT body_sentiment AS label, count(*) AS n FROM cluster_scored GROUP BY 1 ORDER BY 1"],
+        [
+            "./spark-submit.sh",
+            "jobs/sql.py",
+            "SELECT body_sentiment AS label, count(*) AS n FROM cluster_scored GROUP BY 1 ORDER BY 1",
+        ],
         env={"SPARK_SENTIMENT_DATA": str(data), "SPARK_LOCAL_IP": "127.0.0.1"},
     )
     assert query.returncode == 0, query.stderr[-4000:]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 
 import pytest
-
 from conftest import PYTHON, REPO, run_cli
 from spark_sentiment.config import describe, load_config
 from spark_sentiment.config.score import ScoreJobConfig

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
-
 from conftest import labeled_rows
 from spark_sentiment.config import load_config
 from spark_sentiment.config.train import TrainJobConfig
@@ -54,7 +53,9 @@ def test_seeded_selection_is_reproducible(spark, tmp_path):
     cfg = data_cfg(tmp_path / "reviews", "data.train_rows=20", "data.eval_rows=10")
     first, _ = load_training_data(spark, cfg, LABELS)
     second, _ = load_training_data(spark, cfg, LABELS)
-    other, _ = load_training_data(spark, data_cfg(tmp_path / "reviews", "data.train_rows=20", "data.eval_rows=10", "data.seed=7"), LABELS)
+    other, _ = load_training_data(
+        spark, data_cfg(tmp_path / "reviews", "data.train_rows=20", "data.eval_rows=10", "data.seed=7"), LABELS
+    )
     assert first["text"] == second["text"]
     assert first["text"] != other["text"]
 
@@ -72,9 +73,9 @@ def test_aclimdb_layout_with_train_and_test(spark, tmp_path):
 
 def test_catalog_table_and_string_labels(spark):
     rows = [(f"r{i}", f"text {i}", ["negative", "POSITIVE"][i % 2]) for i in range(20)]
-    spark.createDataFrame(rows, "review_id string, review string, sentiment string").write.format(
-        "delta"
-    ).mode("overwrite").saveAsTable("labeled_reviews")
+    spark.createDataFrame(rows, "review_id string, review string, sentiment string").write.format("delta").mode(
+        "overwrite"
+    ).saveAsTable("labeled_reviews")
     cfg = data_cfg("labeled_reviews", "data.text_column=review", "data.label_column=sentiment", "data.eval_rows=4")
     assert plan_sources(cfg).train.format == "table"
     train, evaluation = load_training_data(spark, cfg, LABELS)

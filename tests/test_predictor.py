@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-
 from spark_sentiment.model.registry import resolve_model
 from spark_sentiment.scoring.package import build_package
 from spark_sentiment.scoring.predictor import Predictor, PredictorOptions, cached_predictor

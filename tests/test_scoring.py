@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-
 import pytest
+from conftest import PYTHON, run_cli
 from delta.tables import DeltaTable
 from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
-
-from conftest import PYTHON, run_cli
 from spark_sentiment.config import load_config
 from spark_sentiment.config.score import ScoreJobConfig
 from spark_sentiment.errors import DataError, ModelError
@@ -40,8 +38,14 @@ def cfg(input_path, output_path, *overrides):
     return load_config(
         ScoreJobConfig,
         None,
-        [f"input.path={input_path}", f"output.path={output_path}", "input.text_columns=[title, body]",
-         "input.key_columns=[id]", f"model.uri={TINY}", *overrides],
+        [
+            f"input.path={input_path}",
+            f"output.path={output_path}",
+            "input.text_columns=[title, body]",
+            "input.key_columns=[id]",
+            f"model.uri={TINY}",
+            *overrides,
+        ],
     )
 
 
@@ -59,10 +63,16 @@ def test_both_engines_label_several_columns_identically(spark, tiny_model, revie
         assert sum(summary["label_counts"]["title"].values()) == 4
         assert sum(summary["label_counts"]["body"].values()) == 5
     labels = ["id", "title_sentiment", "body_sentiment"]
-    assertDataFrameEqual(read(spark, tmp_path / "native").select(labels), read(spark, tmp_path / "mlflow").select(labels))
+    assertDataFrameEqual(
+        read(spark, tmp_path / "native").select(labels), read(spark, tmp_path / "mlflow").select(labels)
+    )
     a = read(spark, tmp_path / "native").alias("a")
     b = read(spark, tmp_path / "mlflow").alias("b")
-    worst = a.join(b, "id").select(F.max(F.abs(F.col("a.body_sentiment_score") - F.col("b.body_sentiment_score")))).first()[0]
+    worst = (
+        a.join(b, "id")
+        .select(F.max(F.abs(F.col("a.body_sentiment_score") - F.col("b.body_sentiment_score"))))
+        .first()[0]
+    )
     assert worst < 1e-4
 
 
@@ -70,10 +80,15 @@ def test_output_schema_and_text_policy(spark, tiny_model, reviews, tmp_path):
     score_table(spark, cfg(reviews, tmp_path / "out"))
     out = read(spark, tmp_path / "out")
     assert [(f.name, f.dataType.simpleString()) for f in out.schema.fields] == [
-        ("id", "int"), ("title", "string"), ("body", "string"),
-        ("title_sentiment", "string"), ("title_sentiment_score", "float"),
-        ("body_sentiment", "string"), ("body_sentiment_score", "float"),
-        ("sentiment_model", "string"), ("scored_at", "timestamp"),
+        ("id", "int"),
+        ("title", "string"),
+        ("body", "string"),
+        ("title_sentiment", "string"),
+        ("title_sentiment_score", "float"),
+        ("body_sentiment", "string"),
+        ("body_sentiment_score", "float"),
+        ("sentiment_model", "string"),
+        ("scored_at", "timestamp"),
     ]
     rows = {r["id"]: r for r in out.collect()}
     # null, empty, spaces, and tab/newline-only texts get null label and score
@@ -108,9 +123,17 @@ def test_append_and_overwrite(spark, tiny_model, reviews, tmp_path):
 @pytest.mark.parametrize(
     "overrides, error, message",
     [
-        (["input.text_columns=[headline]"], DataError, "text column 'headline' not found in delta:.*columns: id, title, body"),
+        (
+            ["input.text_columns=[headline]"],
+            DataError,
+            "text column 'headline' not found in delta:.*columns: id, title, body",
+        ),
         (["input.text_columns=[id]"], DataError, "text column 'id' in delta:.* is int, expected string"),
-        (["model.uri=models:/TinySentiment@nosuchalias"], ModelError, "model URI models:/TinySentiment@nosuchalias cannot be resolved"),
+        (
+            ["model.uri=models:/TinySentiment@nosuchalias"],
+            ModelError,
+            "model URI models:/TinySentiment@nosuchalias cannot be resolved",
+        ),
         (["model.uri=models:/NoSuchModel/1"], ModelError, "model URI models:/NoSuchModel/1 cannot be resolved"),
         (["model.uri=/tmp/definitely/not/a/model"], ModelError, "no MLflow model"),
         (["input.key_columns=[nokey]"], DataError, "key column 'nokey' not found"),
@@ -137,9 +160,16 @@ def test_output_path_that_is_not_delta_is_refused(spark, tiny_model, reviews, tm
 def test_catalog_tables_and_sql_function(spark, tiny_model, reviews):
     spark.read.format("delta").load(reviews).write.format("delta").mode("overwrite").saveAsTable("reviews_in")
     job = load_config(
-        ScoreJobConfig, None,
-        ["input.table=reviews_in", "output.table=reviews_scored", "input.text_columns=[body]",
-         "input.key_columns=[id]", "output.mode=merge", f"model.uri={TINY}"],
+        ScoreJobConfig,
+        None,
+        [
+            "input.table=reviews_in",
+            "output.table=reviews_scored",
+            "input.text_columns=[body]",
+            "input.key_columns=[id]",
+            "output.mode=merge",
+            f"model.uri={TINY}",
+        ],
     )
     summary = score_table(spark, job)
     assert summary["output"] == "table reviews_scored"
@@ -154,8 +184,20 @@ def test_catalog_tables_and_sql_function(spark, tiny_model, reviews):
 def test_score_job_cli_reports_one_line_on_integer_text_column(tiny_model, reviews, tmp_path):
     out = tmp_path / "out"
     result = run_cli(
-        [PYTHON, "jobs/score.py", "--set", f"input.path={reviews}", "--set", f"output.path={out}",
-         "--set", "input.text_columns=[id]", "--set", "input.key_columns=[id]", "--set", f"model.uri={TINY}"],
+        [
+            PYTHON,
+            "jobs/score.py",
+            "--set",
+            f"input.path={reviews}",
+            "--set",
+            f"output.path={out}",
+            "--set",
+            "input.text_columns=[id]",
+            "--set",
+            "input.key_columns=[id]",
+            "--set",
+            f"model.uri={TINY}",
+        ],
         env={"SPARK_SENTIMENT_DATA": str(tmp_path / "data")},
     )
     assert result.returncode == 2, result.stderr[-2000:]
@@ -165,7 +207,6 @@ def test_score_job_cli_reports_one_line_on_integer_text_column(tiny_model, revie
 
 def test_every_model_uri_form_resolves_to_a_concrete_model(tiny_model):
     from mlflow.tracking import MlflowClient
-
     from spark_sentiment.model.registry import resolve_model
     from spark_sentiment.scoring.package import build_package
 

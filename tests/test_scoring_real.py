@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
+from conftest import IMDB
 from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
-
-from conftest import IMDB
 from spark_sentiment.config import load_config
 from spark_sentiment.config.score import ScoreJobConfig
 from spark_sentiment.config.train import TrainJobConfig
@@ -25,8 +24,14 @@ def minilm_model(spark):
     cfg = load_config(
         TrainJobConfig,
         None,
-        [f"data.path={IMDB}", "data.train_rows=64", "data.eval_rows=32", "train.max_steps=4",
-         "train.max_length=128", "registry.name=MiniLMTest"],
+        [
+            f"data.path={IMDB}",
+            "data.train_rows=64",
+            "data.eval_rows=32",
+            "train.max_steps=4",
+            "train.max_length=128",
+            "registry.name=MiniLMTest",
+        ],
     )
     summary = train_and_register(spark, cfg)
     assert summary["metrics"]["accuracy"] >= 0.0
@@ -40,15 +45,28 @@ def test_engines_give_identical_labels_on_real_reviews(spark, minilm_model, tmp_
     spark.createDataFrame(reviews).repartition(2).write.format("delta").save(path)
     uri = f"models:/MiniLMTest/{minilm_model['model_version']}"
     for engine in ("native", "mlflow"):
-        summary = score_table(spark, load_config(ScoreJobConfig, None, [
-            f"input.path={path}", f"output.path={tmp_path / engine}", "input.key_columns=[review_id]",
-            f"model.uri={uri}", f"engine={engine}",
-        ]))
+        summary = score_table(
+            spark,
+            load_config(
+                ScoreJobConfig,
+                None,
+                [
+                    f"input.path={path}",
+                    f"output.path={tmp_path / engine}",
+                    "input.key_columns=[review_id]",
+                    f"model.uri={uri}",
+                    f"engine={engine}",
+                ],
+            ),
+        )
         assert (summary["rows_in"], summary["rows_scored"], summary["null_texts"]) == (120, 118, 2)
     native = spark.read.format("delta").load(str(tmp_path / "native"))
     served = spark.read.format("delta").load(str(tmp_path / "mlflow"))
     assertDataFrameEqual(native.select("review_id", "text_sentiment"), served.select("review_id", "text_sentiment"))
-    diff = native.alias("a").join(served.alias("b"), "review_id").select(
-        F.max(F.abs(F.col("a.text_sentiment_score") - F.col("b.text_sentiment_score")))
-    ).first()[0]
+    diff = (
+        native.alias("a")
+        .join(served.alias("b"), "review_id")
+        .select(F.max(F.abs(F.col("a.text_sentiment_score") - F.col("b.text_sentiment_score"))))
+        .first()[0]
+    )
     assert diff < 1e-3

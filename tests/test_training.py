@@ -7,9 +7,8 @@ import os
 
 import mlflow
 import pytest
-from mlflow.tracking import MlflowClient
-
 from conftest import IMDB, labeled_rows, run_cli
+from mlflow.tracking import MlflowClient
 from spark_sentiment.config import load_config
 from spark_sentiment.config.train import TrainJobConfig
 from spark_sentiment.errors import DataError
@@ -51,8 +50,14 @@ def test_second_version_becomes_candidate_and_keeps_champion(spark, tiny_model, 
     cfg = load_config(
         TrainJobConfig,
         None,
-        [f"data.path={tmp_path / 'train.parquet'}", "data.eval_rows=8", "model.base=tiny-random",
-         "train.max_steps=2", "train.max_length=32", "registry.name=TinySentiment"],
+        [
+            f"data.path={tmp_path / 'train.parquet'}",
+            "data.eval_rows=8",
+            "model.base=tiny-random",
+            "train.max_steps=2",
+            "train.max_length=32",
+            "registry.name=TinySentiment",
+        ],
     )
     summary = train_and_register(spark, cfg)
     client = MlflowClient()
@@ -67,8 +72,11 @@ def test_label_value_7_fails_and_registers_nothing(spark, tmp_path):
     spark.createDataFrame(rows, "review_id string, text string, label int").write.format("delta").save(
         str(tmp_path / "bad")
     )
-    cfg = load_config(TrainJobConfig, None, [f"data.path={tmp_path / 'bad'}", "model.base=tiny-random",
-                                             "registry.name=NeverRegistered"])
+    cfg = load_config(
+        TrainJobConfig,
+        None,
+        [f"data.path={tmp_path / 'bad'}", "model.base=tiny-random", "registry.name=NeverRegistered"],
+    )
     with pytest.raises(DataError, match="label column 'label' in delta:.* has unknown value '7' in 1 row"):
         train_and_register(spark, cfg)
     assert MlflowClient().search_registered_models("name = 'NeverRegistered'") == []
@@ -80,8 +88,20 @@ def test_spark_submit_fine_tunes_real_minilm_on_imdb_and_registers(tmp_path):
     """The acceptance command, with the packaged MiniLM on real IMDB reviews (a few steps, shorter reviews)."""
     store = f"sqlite:///{tmp_path}/mlflow.db"
     result = run_cli(
-        ["./spark-submit.sh", "jobs/train.py", "--set", "data.train_rows=200", "--set", "data.eval_rows=50",
-         "--set", "train.max_steps=5", "--set", "train.max_length=128", "--set", "registry.name=MiniLMSmoke"],
+        [
+            "./spark-submit.sh",
+            "jobs/train.py",
+            "--set",
+            "data.train_rows=200",
+            "--set",
+            "data.eval_rows=50",
+            "--set",
+            "train.max_steps=5",
+            "--set",
+            "train.max_length=128",
+            "--set",
+            "registry.name=MiniLMSmoke",
+        ],
         env={"MLFLOW_TRACKING_URI": store, "SPARK_SENTIMENT_DATA": str(tmp_path / "data"), "IMDB_DATA": str(IMDB)},
     )
     assert result.returncode == 0, result.stderr[-3000:]

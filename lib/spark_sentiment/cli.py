@@ -25,7 +25,11 @@ def parse_config(argv: Sequence[str], config_cls: type[C], default_config: Path 
         help="YAML config file (default: the job's conf/*.yaml when present, else built-in defaults)",
     )
     parser.add_argument(
-        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
         help="override one dotted key, value read as YAML (repeatable), e.g. --set train.epochs=1",
     )
     args = parser.parse_args(list(argv))
@@ -44,7 +48,9 @@ def run_job(
     description: str,
 ) -> int:
     """Run ``body(config)``; print its summary as the last stdout line, or one error line and exit 2."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr, force=True)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr, force=True
+    )
     logging.getLogger("py4j").setLevel(logging.WARNING)  # its shutdown line would follow our summary on stdout
     # Progress bars of downloads, dataset maps and weight loading drown the job's own lines in batch logs.
     for name in ("HF_DATASETS_DISABLE_PROGRESS_BARS", "HF_HUB_DISABLE_PROGRESS_BARS", "TRANSFORMERS_NO_PROGRESS_BAR"):

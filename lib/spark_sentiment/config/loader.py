@@ -37,6 +37,7 @@ def option(default: Any, help: str, exclusive_with: str | None = None) -> Any:
 def expand_env(value: Any) -> Any:
     """Expand ``${VAR}`` and ``${VAR:-default}`` inside string values, recursively."""
     if isinstance(value, str):
+
         def substitute(match: re.Match[str]) -> str:
             name, default = match.group(1), match.group(2)
             found = os.environ.get(name)
@@ -134,12 +135,8 @@ def _build(cls: type[T], data: Any, prefix: str, base: T | None = None) -> T:
     names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     unknown = sorted(set(data) - names)
     if unknown:
-        raise ConfigError(
-            f"unknown config key '{prefix}{unknown[0]}' (valid keys here: {', '.join(sorted(names))})"
-        )
-    kwargs = {
-        name: _coerce(hints[name], value, f"{prefix}{name}", getattr(base, name)) for name, value in data.items()
-    }
+        raise ConfigError(f"unknown config key '{prefix}{unknown[0]}' (valid keys here: {', '.join(sorted(names))})")
+    kwargs = {name: _coerce(hints[name], value, f"{prefix}{name}", getattr(base, name)) for name, value in data.items()}
     return dataclasses.replace(base, **kwargs)  # type: ignore[type-var]
 
 

@@ -26,15 +26,15 @@ class InputSection:
     path: Optional[str] = option(None, "Delta table (or Parquet files) to score, by path.", exclusive_with="table")
     table: Optional[str] = option(None, "Catalog table to score, e.g. reviews or db.reviews.", exclusive_with="path")
     format: Literal["auto", "delta", "parquet"] = option("auto", "Format of input.path; auto detects _delta_log.")
-    text_columns: list[str] = option(["text"], "String columns to label; each gets <c>_sentiment and <c>_sentiment_score.")
+    text_columns: list[str] = option(
+        ["text"], "String columns to label; each gets <c>_sentiment and <c>_sentiment_score."
+    )
     key_columns: list[str] = option([], "Columns that identify a row (required by output.mode=merge).")
 
     def validate(self, prefix: str) -> None:
         _one_of(prefix, self.path, self.table)
         require(len(self.text_columns) > 0, f"{prefix}text_columns", "must name at least one column")
-        require(
-            len(set(self.text_columns)) == len(self.text_columns), f"{prefix}text_columns", "has duplicates"
-        )
+        require(len(set(self.text_columns)) == len(self.text_columns), f"{prefix}text_columns", "has duplicates")
 
 
 @dataclass
@@ -66,7 +66,10 @@ class ScoreSection:
     max_tokens: Optional[int] = option(
         None, "Cap on padded tokens per forward pass (batches sized by tokens, not rows); null = rows only."
     )
-    partitions: Optional[int] = option(None, "Repartition the input into N partitions before scoring; null: raise to spark.default.parallelism if below.")
+    partitions: Optional[int] = option(
+        None,
+        "Repartition the input into N partitions before scoring; null: raise to spark.default.parallelism if below.",
+    )
     max_length: Optional[int] = option(None, "Token limit; null = the model's (its tokenizer's model_max_length).")
     threads: Optional[int] = option(None, "torch threads per Python worker; null = spark.task.cpus.")
     device: Literal["auto", "cpu", "cuda"] = option("auto", "auto: the GPU Spark assigned to the task, else CPU.")

@@ -22,8 +22,12 @@ class DataSection:
             "Parquet per split), one Delta/Parquet table, a catalog table name, or hf:<dataset>."
         },
     )
-    format: DataFormat = option("auto", "Source format; auto detects hf:, _delta_log, *.parquet, pos/neg folders, tables.")
-    eval_path: Optional[str] = option(None, "Separate evaluation source. Unset: the source's test split, else a held-out slice.")
+    format: DataFormat = option(
+        "auto", "Source format; auto detects hf:, _delta_log, *.parquet, pos/neg folders, tables."
+    )
+    eval_path: Optional[str] = option(
+        None, "Separate evaluation source. Unset: the source's test split, else a held-out slice."
+    )
     train_split: str = option("train", "Split used for training when the source has splits.")
     eval_split: str = option("test", "Split used for evaluation when the source has splits.")
     text_column: str = option("text", "Column holding the review text.")
@@ -92,7 +96,9 @@ class TrainSection:
 class RegistrySection:
     name: str = option("SentimentAnalysis", "Registered model name in the MLflow Model Registry.")
     alias: str = option("candidate", "Alias given to the new version.")
-    champion_if_missing: bool = option(True, "Also alias the new version 'champion' when the model has no champion yet.")
+    champion_if_missing: bool = option(
+        True, "Also alias the new version 'champion' when the model has no champion yet."
+    )
 
     def validate(self, prefix: str) -> None:
         require(bool(self.name.strip()), f"{prefix}name", "must not be empty")

@@ -20,8 +20,14 @@ def read_reviews(spark: SparkSession, source: str, split: str | None = None, lim
     return df.limit(limit) if limit else df
 
 
-def ingest(spark: SparkSession, source: str, target: Target, split: str | None = None,
-           limit: int | None = None, mode: str = "overwrite") -> int:
+def ingest(
+    spark: SparkSession,
+    source: str,
+    target: Target,
+    split: str | None = None,
+    limit: int | None = None,
+    mode: str = "overwrite",
+) -> int:
     """Write ``source`` into the Delta ``target``; returns the number of rows written."""
     df = read_reviews(spark, source, split, limit)
     writer = df.write.format("delta").mode(mode)

@@ -74,7 +74,9 @@ def _clean(frame: pd.DataFrame, cfg: DataSection, labels: list[str], where: str)
     texts = frame[cfg.text_column]
     non_strings = texts[texts.notna() & ~texts.map(lambda v: isinstance(v, str))]
     if len(non_strings):
-        raise DataError(f"text column '{cfg.text_column}' in {where} must hold strings, found {type(non_strings.iloc[0]).__name__}")
+        raise DataError(
+            f"text column '{cfg.text_column}' in {where} must hold strings, found {type(non_strings.iloc[0]).__name__}"
+        )
     nulls = int(texts.isna().sum())
     if nulls:
         raise DataError(f"text column '{cfg.text_column}' in {where} has {nulls} null value(s)")

@@ -63,7 +63,9 @@ def resolve_source(text: str, fmt: str = "auto", split: str | None = None, key: 
         return Source(text, "table")
     path = Path(text).expanduser()
     if not path.exists():
-        raise DataError(f"{key}: {text} does not exist (expected a Delta/Parquet path, aclImdb folder, table name or hf:<dataset>)")
+        raise DataError(
+            f"{key}: {text} does not exist (expected a Delta/Parquet path, aclImdb folder, table name or hf:<dataset>)"
+        )
     if split is not None and path.is_dir():
         for candidate in (path / f"{split}.parquet", path / split):
             if candidate.exists():
@@ -131,7 +133,9 @@ def read_pandas(spark: SparkSession | None, source: Source, columns: list[str]) 
         df = read_spark(spark, source)
         missing = [c for c in columns if c not in df.columns]
         if missing:
-            raise DataError(f"column '{missing[0]}' not found in {source.describe()} (columns: {', '.join(df.columns)})")
+            raise DataError(
+                f"column '{missing[0]}' not found in {source.describe()} (columns: {', '.join(df.columns)})"
+            )
         return df.select(*columns).toPandas()
     missing = [c for c in columns if c not in frame.columns]
     if missing:

@@ -51,8 +51,14 @@ def load_base(
         # Real WordPiece vocabulary, random 2-layer encoder: trains and scores in seconds (tests, smoke runs).
         tokenizer = AutoTokenizer.from_pretrained(embedded_model_dir())
         config = BertConfig(
-            vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-            intermediate_size=64, max_position_embeddings=512, id2label=id2label, label2id=label2id,
+            vocab_size=tokenizer.vocab_size,
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=64,
+            max_position_embeddings=512,
+            id2label=id2label,
+            label2id=label2id,
         )
         model = BertForSequenceClassification(config)
     else:

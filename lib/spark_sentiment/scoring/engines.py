@@ -87,9 +87,7 @@ def mlflow_udf(spark: SparkSession, resolved: ResolvedModel):
     return apply
 
 
-def scoring_function(
-    spark: SparkSession, resolved: ResolvedModel, engine: str, options: PredictorOptions
-) -> ScoreFn:
+def scoring_function(spark: SparkSession, resolved: ResolvedModel, engine: str, options: PredictorOptions) -> ScoreFn:
     """Build the engine once on the driver; returns ``column -> struct<label, score>``."""
     if engine == "mlflow":
         raw = mlflow_udf(spark, resolved)

@@ -77,12 +77,21 @@ def _spread(df: DataFrame, partitions: int | None) -> DataFrame:
 
 
 def _statistics(scored: DataFrame, text_columns: list[str]) -> dict[str, Any]:
-    """Rows, scored rows and label counts per text column; the first action is what runs the model."""
+    """Rows, scored rows and label counts per text column (two small jobs over the checkpointed rows)."""
     labels = {c: F.col(f"`{c}{SENTIMENT_SUFFIX}`") for c in text_columns}
-    row = scored.agg(F.count(F.lit(1)).alias("rows"), *[F.count(l).alias(f"scored{i}") for i, l in enumerate(labels.values())]).first()
-    per_label = scored.select(
-        F.explode(F.array(*[F.struct(F.lit(c).alias("column"), l.alias("label")) for c, l in labels.items()])).alias("x")
-    ).where(F.col("x.label").isNotNull()).groupBy("x.column", "x.label").count().collect()
+    counts = [F.count(label).alias(f"scored{i}") for i, label in enumerate(labels.values())]
+    row = scored.agg(F.count(F.lit(1)).alias("rows"), *counts).first()
+    per_label = (
+        scored.select(
+            F.explode(
+                F.array(*[F.struct(F.lit(c).alias("column"), label.alias("label")) for c, label in labels.items()])
+            ).alias("x")
+        )
+        .where(F.col("x.label").isNotNull())
+        .groupBy("x.column", "x.label")
+        .count()
+        .collect()
+    )
     stats: dict[str, Any] = {"rows": int(row["rows"]), "columns": {}}
     for i, c in enumerate(text_columns):
         scored_rows = int(row[f"scored{i}"])
@@ -109,8 +118,12 @@ def score_table(spark: SparkSession, cfg: ScoreJobConfig) -> dict[str, Any]:
         raise DataError(f"key column '{missing_keys[0]}' not found in {where} (columns: {', '.join(df.columns)})")
     df = _spread(df, cfg.score.partitions)
     options = PredictorOptions(
-        batch_size=cfg.score.batch_size, max_tokens=cfg.score.max_tokens, max_length=cfg.score.max_length, threads=cfg.score.threads,
-        device=cfg.score.device, precision=cfg.score.precision,
+        batch_size=cfg.score.batch_size,
+        max_tokens=cfg.score.max_tokens,
+        max_length=cfg.score.max_length,
+        threads=cfg.score.threads,
+        device=cfg.score.device,
+        precision=cfg.score.precision,
     )
     scored = add_sentiment_columns(spark, df, resolved, cfg.input.text_columns, cfg.engine, options)
     # Score exactly once: a persisted plan is not enough, Delta's MERGE re-plans its source and missed the
@@ -136,7 +149,9 @@ def score_table(spark: SparkSession, cfg: ScoreJobConfig) -> dict[str, Any]:
         "null_texts": sum(c["null_texts"] for c in stats["columns"].values()),
         "label_counts": {c: v["label_counts"] for c, v in stats["columns"].items()},
         "output_version": write.get("version"),
-        "rows_written": write.get("numOutputRows", write.get("numTargetRowsInserted", 0) + write.get("numTargetRowsUpdated", 0)),
+        "rows_written": write.get(
+            "numOutputRows", write.get("numTargetRowsInserted", 0) + write.get("numTargetRowsUpdated", 0)
+        ),
         "seconds": round(seconds, 2),
         "rows_per_second": round(stats["rows"] / scored_seconds, 2) if scored_seconds > 0 else None,
     }
@@ -148,8 +163,11 @@ def _log_run(cfg: ScoreJobConfig, summary: dict[str, Any]) -> None:
     with mlflow.start_run(run_name=f"score {summary['output']}") as run:
         mlflow.log_params({f"cfg.{k}": v for k, v in to_flat_dict(cfg).items() if k != "spark.conf"})
         mlflow.log_params({"model": summary["model"], "input": summary["input"], "output": summary["output"]})
-        metrics = {k: summary[k] for k in ("rows_in", "rows_scored", "null_texts", "seconds", "rows_per_second")
-                   if summary[k] is not None}
+        metrics = {
+            k: summary[k]
+            for k in ("rows_in", "rows_scored", "null_texts", "seconds", "rows_per_second")
+            if summary[k] is not None
+        }
         for column, counts in summary["label_counts"].items():
             metrics.update({f"label_count.{column}.{label}": n for label, n in counts.items()})
         mlflow.log_metrics(metrics)

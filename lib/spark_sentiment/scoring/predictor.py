@@ -92,8 +92,14 @@ class Predictor:
 
     def tokenize(self, texts: list[str]) -> list[list[int]]:
         """Token ids per text, truncated to the model's limit, unpadded (the fast tokenizer batches in Rust)."""
-        encoded = self.tokenizer(texts, truncation=True, max_length=self.max_length, padding=False,
-                                 return_attention_mask=False, return_token_type_ids=False)
+        encoded = self.tokenizer(
+            texts,
+            truncation=True,
+            max_length=self.max_length,
+            padding=False,
+            return_attention_mask=False,
+            return_token_type_ids=False,
+        )
         return encoded["input_ids"]
 
     def batches(self, lengths: np.ndarray) -> list[np.ndarray]:

@@ -6,9 +6,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from delta.tables import DeltaTable
+from pyspark.errors import AnalysisException
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
-from pyspark.errors import AnalysisException
 
 from ..errors import DataError
 
@@ -75,7 +75,8 @@ def write_scored(df: DataFrame, target: Target, mode: str, key_columns: list[str
             clause = F.col(f"t.{_quote(key)}") == F.col(f"s.{_quote(key)}")
             condition = clause if condition is None else condition & clause
         (
-            _delta_table(spark, target).alias("t")
+            _delta_table(spark, target)
+            .alias("t")
             .merge(df.alias("s"), condition)
             .whenMatchedUpdateAll()
             .whenNotMatchedInsertAll()
