@@ -115,3 +115,14 @@ def test_folder_without_a_table_is_refused(tmp_path):
     (tmp_path / "notes.txt").write_text("hello")
     with pytest.raises(DataError, match="holds no Delta table, Parquet files, pos/neg folders"):
         resolve_source(str(tmp_path))
+
+
+def test_ingest_lands_an_aclimdb_folder_in_delta(spark, tmp_path):
+    from spark_sentiment.data.ingest import ingest
+    from spark_sentiment.writing.delta import Target
+
+    write_acl(tmp_path / "acl" / "unsup_like", labeled_rows(10))
+    rows = ingest(spark, str(tmp_path / "acl" / "unsup_like"), Target(path=str(tmp_path / "out")), limit=7)
+    assert rows == 7
+    landed = spark.read.format("delta").load(str(tmp_path / "out"))
+    assert landed.columns == ["review_id", "text", "label"]

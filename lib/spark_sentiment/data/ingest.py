@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pyspark.sql import DataFrame, SparkSession
 
-from ..writing.delta import Target
+from ..writing.delta import Target, write_table
 from .sources import read_aclimdb, read_hf, read_spark, resolve_source
 
 
@@ -29,11 +29,6 @@ def ingest(
     mode: str = "overwrite",
 ) -> int:
     """Write ``source`` into the Delta ``target``; returns the number of rows written."""
-    df = read_reviews(spark, source, split, limit)
-    writer = df.write.format("delta").mode(mode)
-    if target.table:
-        writer.saveAsTable(target.table)
-    else:
-        writer.save(str(target.path))
+    write_table(read_reviews(spark, source, split, limit), target, mode)
     reader = spark.table(target.table) if target.table else spark.read.format("delta").load(str(target.path))
     return reader.count()

@@ -71,6 +71,13 @@ def native_udf(package: ModelPackage, options: PredictorOptions):
     return predict
 
 
+def shipped_native_udf(spark: SparkSession, resolved: ResolvedModel, options: PredictorOptions):
+    """Package ``resolved`` once on the driver, ship it to the executors, and return the native UDF."""
+    package = build_package(resolved)
+    ship(spark, package)
+    return native_udf(package, options)
+
+
 def mlflow_udf(spark: SparkSession, resolved: ResolvedModel):
     """``mlflow.pyfunc.spark_udf`` returning ``struct<label, score>`` (artifacts shipped by MLflow)."""
     import mlflow
@@ -89,12 +96,7 @@ def mlflow_udf(spark: SparkSession, resolved: ResolvedModel):
 
 def scoring_function(spark: SparkSession, resolved: ResolvedModel, engine: str, options: PredictorOptions) -> ScoreFn:
     """Build the engine once on the driver; returns ``column -> struct<label, score>``."""
-    if engine == "mlflow":
-        raw = mlflow_udf(spark, resolved)
-    else:
-        package = build_package(resolved)
-        ship(spark, package)
-        raw = native_udf(package, options)
+    raw = mlflow_udf(spark, resolved) if engine == "mlflow" else shipped_native_udf(spark, resolved, options)
 
     def score(column: Column) -> Column:
         return F.when(scorable(column), raw(column))

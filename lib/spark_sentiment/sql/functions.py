@@ -5,8 +5,7 @@ from __future__ import annotations
 from pyspark.sql import SparkSession
 
 from ..model.registry import resolve_model
-from ..scoring.engines import native_udf
-from ..scoring.package import build_package, ship
+from ..scoring.engines import shipped_native_udf
 from ..scoring.predictor import PredictorOptions
 
 
@@ -24,9 +23,7 @@ def register_sentiment_function(
     if not name.isidentifier():
         raise ValueError(f"function name must be an identifier, got {name!r}")
     resolved = resolve_model(model_uri)
-    package = build_package(resolved)
-    ship(spark, package)
-    spark.udf.register(name, native_udf(package, options or PredictorOptions()))
+    spark.udf.register(name, shipped_native_udf(spark, resolved, options or PredictorOptions()))
     return resolved.label
 
 

@@ -51,7 +51,8 @@ def _delta_table(spark: SparkSession, target: Target) -> DeltaTable:
     return DeltaTable.forName(spark, target.table) if target.table else DeltaTable.forPath(spark, str(target.path))
 
 
-def _write(df: DataFrame, target: Target, mode: str) -> None:
+def write_table(df: DataFrame, target: Target, mode: str) -> None:
+    """Plain Delta write (``overwrite``/``append``) to a path or a catalog table."""
     writer = df.write.format("delta").mode(mode)
     if target.table:
         writer.saveAsTable(target.table)
@@ -68,7 +69,7 @@ def write_scored(df: DataFrame, target: Target, mode: str, key_columns: list[str
     spark = df.sparkSession
     exists = target_exists(spark, target)
     if not exists or mode in ("overwrite", "append"):
-        _write(df, target, mode if exists else "overwrite")
+        write_table(df, target, mode if exists else "overwrite")
     else:
         condition = None
         for key in key_columns:
