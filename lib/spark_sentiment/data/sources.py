@@ -121,6 +121,13 @@ def read_hf(name: str, split: str | None) -> pd.DataFrame:
         raise DataError(f"could not load hf:{name} split {split}: {exc.__class__.__name__}: {exc}") from exc
 
 
+def require_columns(available: list[str], wanted: list[str], where: str, what: str = "column") -> None:
+    """Raise a :class:`DataError` naming the first missing column and listing the available ones."""
+    missing = [c for c in wanted if c not in available]
+    if missing:
+        raise DataError(f"{what} '{missing[0]}' not found in {where} (columns: {', '.join(available)})")
+
+
 def read_pandas(spark: SparkSession | None, source: Source, columns: list[str]) -> pd.DataFrame:
     """Read ``columns`` of any source into pandas on the driver (training data is driver-sized)."""
     if source.format == "aclimdb":
@@ -131,13 +138,7 @@ def read_pandas(spark: SparkSession | None, source: Source, columns: list[str]) 
         if spark is None:
             raise ValueError("a SparkSession is needed to read " + source.describe())
         df = read_spark(spark, source)
-        missing = [c for c in columns if c not in df.columns]
-        if missing:
-            raise DataError(
-                f"column '{missing[0]}' not found in {source.describe()} (columns: {', '.join(df.columns)})"
-            )
+        require_columns(df.columns, columns, source.describe())
         return df.select(*columns).toPandas()
-    missing = [c for c in columns if c not in frame.columns]
-    if missing:
-        raise DataError(f"column '{missing[0]}' not found in {source.describe()} (columns: {', '.join(frame.columns)})")
+    require_columns(list(frame.columns), columns, source.describe())
     return frame[columns]

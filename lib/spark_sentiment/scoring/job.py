@@ -17,7 +17,7 @@ from pyspark.sql import functions as F
 
 from ..config import to_flat_dict
 from ..config.score import ScoreJobConfig
-from ..data.sources import read_spark, resolve_source
+from ..data.sources import read_spark, require_columns, resolve_source
 from ..errors import DataError
 from ..model import tracking
 from ..model.registry import ResolvedModel, resolve_model
@@ -113,9 +113,7 @@ def score_table(spark: SparkSession, cfg: ScoreJobConfig) -> dict[str, Any]:
     target_exists(spark, target)  # an output that is not Delta fails before scoring
     df, where = read_input(spark, cfg)
     check_text_columns(df, cfg.input.text_columns, where)
-    missing_keys = [k for k in cfg.input.key_columns if k not in df.columns]
-    if missing_keys:
-        raise DataError(f"key column '{missing_keys[0]}' not found in {where} (columns: {', '.join(df.columns)})")
+    require_columns(df.columns, cfg.input.key_columns, where, what="key column")
     df = _spread(df, cfg.score.partitions)
     options = PredictorOptions(
         batch_size=cfg.score.batch_size,
