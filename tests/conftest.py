@@ -71,7 +71,7 @@ def spark(project_dir):
     session = get_spark(
         "spark-sentiment-tests",
         conf={
-            "spark.master": "local[2]",
+            "spark.master": "local[2,2]",  # a failed task is retried once, as on a cluster
             "spark.sql.shuffle.partitions": "2",
             "spark.default.parallelism": "2",
             "spark.ui.enabled": "false",

@@ -12,6 +12,7 @@ from typing import Any, Callable, Sequence, TypeVar
 
 from .config import load_config
 from .errors import SentimentError
+from .redaction import scrub
 
 C = TypeVar("C")
 
@@ -60,7 +61,7 @@ def run_job(
         config = parse_config(argv, config_cls, default_config, description)
         summary = body(config)
     except SentimentError as exc:
-        print(f"error: {exc}", file=sys.stderr, flush=True)
+        print(f"error: {scrub(str(exc))}", file=sys.stderr, flush=True)
         return 2
     print(json.dumps(summary, default=str), flush=True)
     return 0

@@ -6,11 +6,21 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Literal, Optional
 
+from ..names import is_table_identifier
 from .common import MlflowSection, SparkSection
 from .loader import option, require
 
-WriteMode = Literal["overwrite", "append", "merge"]
+WriteMode = Literal["overwrite", "append", "merge", "incremental"]
 Engine = Literal["native", "mlflow"]
+
+
+def _table_name(key: str, value: Optional[str]) -> None:
+    """Refuse anything but a plain identifier up front: a table name can never smuggle SQL in."""
+    require(
+        value is None or is_table_identifier(value),
+        key,
+        f"must be a table name like name, db.name or catalog.db.name (got {value!r})",
+    )
 
 
 def _one_of(prefix: str, path: Optional[str], table: Optional[str]) -> None:
@@ -29,10 +39,14 @@ class InputSection:
     text_columns: list[str] = option(
         ["text"], "String columns to label; each gets <c>_sentiment and <c>_sentiment_score."
     )
-    key_columns: list[str] = option([], "Columns that identify a row (required by output.mode=merge).")
+    key_columns: list[str] = option(
+        [], "Columns that identify a row (required by merge and incremental; must be unique and not null)."
+    )
 
     def validate(self, prefix: str) -> None:
         _one_of(prefix, self.path, self.table)
+        _table_name(f"{prefix}table", self.table)
+        require(len(set(self.key_columns)) == len(self.key_columns), f"{prefix}key_columns", "has duplicates")
         require(len(self.text_columns) > 0, f"{prefix}text_columns", "must name at least one column")
         require(len(set(self.text_columns)) == len(self.text_columns), f"{prefix}text_columns", "has duplicates")
 
@@ -43,10 +57,37 @@ class OutputSection:
     table: Optional[str] = option(
         None, "Catalog table to write (created as a managed Delta table if missing).", exclusive_with="path"
     )
-    mode: WriteMode = option("overwrite", "overwrite | append | merge (upsert on input.key_columns).")
+    mode: WriteMode = option(
+        "overwrite",
+        "overwrite | append | merge (upsert on input.key_columns) | incremental (score only new or changed rows).",
+    )
+    deletes: Literal["delete", "keep"] = option(
+        "delete", "incremental: rows deleted from the input are deleted from the output (delete) or kept (keep)."
+    )
+    rescore: Literal["on_model_change", "never"] = option(
+        "on_model_change", "incremental: re-score rows labeled by another model version than the one resolved now."
+    )
+    batch_id: Optional[int] = option(
+        None,
+        "Increasing run number from the scheduler (e.g. 20261126): a rerun with a batch_id already committed "
+        "is skipped (Delta txnAppId/txnVersion). Not with incremental, which tracks its own progress.",
+    )
+    app_id: Optional[str] = option(
+        None, "Delta txnAppId of this job's commits; null: derived from the input (one writer per input)."
+    )
+    max_retries: int = option(3, "Retries of the write after a Delta concurrent-modification conflict.")
 
     def validate(self, prefix: str) -> None:
         _one_of(prefix, self.path, self.table)
+        _table_name(f"{prefix}table", self.table)
+        require(self.batch_id is None or self.batch_id >= 0, f"{prefix}batch_id", "must be >= 0 or null")
+        require(
+            self.batch_id is None or self.mode != "incremental",
+            f"{prefix}batch_id",
+            "cannot be combined with mode incremental (it records the input version it processed)",
+        )
+        require(0 <= self.max_retries <= 20, f"{prefix}max_retries", f"must be in [0, 20], got {self.max_retries}")
+        require(self.app_id is None or bool(self.app_id.strip()), f"{prefix}app_id", "must not be blank")
 
 
 @dataclass
@@ -54,6 +95,11 @@ class ModelSection:
     uri: str = option(
         "models:/SentimentAnalysis@champion",
         "models:/Name@alias, models:/Name/<version>, models:/Name/latest, models:/m-<id>, runs:/..., or a path.",
+    )
+    allow_pickle_weights: bool = option(
+        False,
+        "Load pickle-based weights (pytorch_model.bin) when a model has no safetensors. Unpickling can run code: "
+        "only for models you trust.",
     )
 
     def validate(self, prefix: str) -> None:
@@ -99,5 +145,7 @@ class ScoreJobConfig:
     spark: SparkSection = dataclasses.field(default_factory=SparkSection)
 
     def validate(self, prefix: str) -> None:
-        if self.output.mode == "merge":
-            require(bool(self.input.key_columns), "input.key_columns", "must be set when output.mode is merge")
+        if self.output.mode in ("merge", "incremental"):
+            require(
+                bool(self.input.key_columns), "input.key_columns", f"must be set when output.mode is {self.output.mode}"
+            )

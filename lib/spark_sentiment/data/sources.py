@@ -5,7 +5,6 @@ A *source* string is resolved without Spark where possible, so a missing path fa
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -14,9 +13,9 @@ import pandas as pd
 from pyspark.sql import DataFrame, SparkSession
 
 from ..errors import DataError
+from ..names import is_table_identifier
 
 Format = Literal["delta", "parquet", "aclimdb", "hf", "table"]
-_TABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*){0,2}$")
 
 
 @dataclass(frozen=True)
@@ -34,7 +33,7 @@ class Source:
 
 def is_table_name(text: str) -> bool:
     """True for ``name``, ``db.name`` or ``catalog.db.name`` (not a path)."""
-    return bool(_TABLE_NAME.match(text)) and not Path(text).exists()
+    return is_table_identifier(text) and not Path(text).exists()
 
 
 def _detect_single(path: Path) -> Format | None:

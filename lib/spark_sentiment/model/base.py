@@ -64,9 +64,15 @@ def load_base(
     else:
         location = str(embedded_model_dir()) if base == EMBEDDED else base
         try:
-            tokenizer = AutoTokenizer.from_pretrained(location)
+            # never trust_remote_code: a hub repo's Python would run on the driver
+            tokenizer = AutoTokenizer.from_pretrained(location, trust_remote_code=False)
             model = AutoModelForSequenceClassification.from_pretrained(
-                location, num_labels=len(labels), id2label=id2label, label2id=label2id, use_safetensors=None
+                location,
+                num_labels=len(labels),
+                id2label=id2label,
+                label2id=label2id,
+                use_safetensors=None,
+                trust_remote_code=False,
             )
         except (OSError, ValueError) as exc:
             raise ModelError(f"model.base {base!r} could not be loaded: {exc}".splitlines()[0]) from exc

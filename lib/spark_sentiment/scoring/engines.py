@@ -4,7 +4,9 @@
   package Spark shipped (SparkFiles), and each Arrow batch is re-batched by length.
 * ``mlflow``: ``mlflow.pyfunc.spark_udf`` over the registered pipeline, the path MLflow users know.
 
-Rows that are not scorable (null, empty, whitespace) get null label and score under both engines.
+Rows that are not scorable (null, empty, whitespace) get null label and score under both engines. Invalid
+UTF-8 byte sequences (Spark strings are not validated) are replaced by U+FFFD before scoring, so a broken
+byte never fails a task; the stored text is left as it was.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from pyspark.sql.functions import pandas_udf
 from pyspark.sql.types import FloatType, StringType, StructField, StructType
 
 from ..model.registry import ResolvedModel
-from .package import ModelPackage, build_package, ship
+from .package import ModelPackage, build_package, ship, verify
 from .predictor import PredictorOptions
 from .text_policy import scorable
 
@@ -62,8 +64,10 @@ def native_udf(package: ModelPackage, options: PredictorOptions):
 
     @pandas_udf(RESULT_TYPE)  # type: ignore[call-overload]
     def predict(batches: Iterator[pd.Series]) -> Iterator[pd.DataFrame]:
+        from spark_sentiment import faults
         from spark_sentiment.scoring.predictor import cached_predictor
 
+        faults.in_worker()
         predictor = cached_predictor(_worker_model_dir(archive_name), _task_threads(options), _task_gpu())
         for texts in batches:
             yield predictor.predict(texts)
@@ -71,9 +75,17 @@ def native_udf(package: ModelPackage, options: PredictorOptions):
     return predict
 
 
+def checked_package(resolved: ResolvedModel, allow_pickle_weights: bool = False) -> ModelPackage:
+    """The model's package, with weights checked (safetensors only unless allowed) and a load test on the
+    driver (once per process), so a broken or unsafe model fails before any data is read."""
+    package = build_package(resolved, allow_pickle_weights=allow_pickle_weights)
+    verify(package, allow_pickle_weights)
+    return package
+
+
 def shipped_native_udf(spark: SparkSession, resolved: ResolvedModel, options: PredictorOptions):
     """Package ``resolved`` once on the driver, ship it to the executors, and return the native UDF."""
-    package = build_package(resolved)
+    package = checked_package(resolved, options.allow_pickle_weights)
     ship(spark, package)
     return native_udf(package, options)
 
@@ -96,9 +108,14 @@ def mlflow_udf(spark: SparkSession, resolved: ResolvedModel):
 
 def scoring_function(spark: SparkSession, resolved: ResolvedModel, engine: str, options: PredictorOptions) -> ScoreFn:
     """Build the engine once on the driver; returns ``column -> struct<label, score>``."""
-    raw = mlflow_udf(spark, resolved) if engine == "mlflow" else shipped_native_udf(spark, resolved, options)
+    if engine == "mlflow":
+        checked_package(resolved, options.allow_pickle_weights)  # same weight policy for both engines
+        raw = mlflow_udf(spark, resolved)
+    else:
+        raw = shipped_native_udf(spark, resolved, options)
 
     def score(column: Column) -> Column:
-        return F.when(scorable(column), raw(column))
+        text = F.make_valid_utf8(column)
+        return F.when(scorable(text), raw(text))
 
     return score

@@ -51,8 +51,37 @@ def _transformers_layout(root: Path, uri: str) -> tuple[Path, Path]:
     return model_dir, tokenizer_dir
 
 
-def build_package(resolved: ResolvedModel, cache_root: Path | None = None) -> ModelPackage:
-    """Download the model once and lay out (and zip) the package; cached by the concrete URI."""
+def _check_weights(model_dir: Path, uri: str, allow_pickle: bool) -> None:
+    """Safetensors weights whose header reads back, or (only when allowed) pickle weights."""
+    from safetensors import SafetensorError, safe_open
+
+    tensors = sorted(model_dir.glob("*.safetensors"))
+    if not tensors:
+        if allow_pickle and any(model_dir.glob("*.bin")):
+            return
+        raise ModelError(
+            f"model URI {uri}: no safetensors weights in {model_dir.name}/ (pickle weights are refused; "
+            "set model.allow_pickle_weights=true only for a model you trust)"
+        )
+    for file in tensors:
+        try:
+            with safe_open(str(file), framework="pt") as weights:
+                weights.keys()
+        except (SafetensorError, OSError) as exc:
+            raise ModelError(f"model URI {uri}: weights file {file.name} is unreadable or corrupted: {exc}") from None
+
+
+def build_package(
+    resolved: ResolvedModel, cache_root: Path | None = None, allow_pickle_weights: bool = False
+) -> ModelPackage:
+    """Download the model once and lay out (and zip) the package; cached by the concrete URI.
+
+    Raises
+    ------
+    ModelError
+        Artifacts missing, not a transformers model, unreadable, or weights not in safetensors (unless
+        ``allow_pickle_weights``).
+    """
     cache_root = cache_root or data_dir() / "model_cache"
     digest = hashlib.sha256(resolved.uri.encode()).hexdigest()[:12]
     safe = "".join(ch if ch.isalnum() else "_" for ch in resolved.label)[:60]
@@ -67,11 +96,15 @@ def build_package(resolved: ResolvedModel, cache_root: Path | None = None) -> Mo
             except (MlflowException, OSError) as exc:
                 raise ModelError(f"model URI {resolved.requested}: artifacts cannot be downloaded: {exc}") from exc
             model_dir, tokenizer_dir = _transformers_layout(root, resolved.requested)
+            _check_weights(model_dir, resolved.requested, allow_pickle_weights)
             staging = Path(tmp) / "package"
             shutil.copytree(model_dir, staging / "model")
             shutil.copytree(tokenizer_dir, staging / "tokenizer")
-            config = json.loads((model_dir / "config.json").read_text())
-            tokenizer_config = json.loads((tokenizer_dir / "tokenizer_config.json").read_text())
+            try:
+                config = json.loads((model_dir / "config.json").read_text())
+                tokenizer_config = json.loads((tokenizer_dir / "tokenizer_config.json").read_text())
+            except (OSError, ValueError) as exc:
+                raise ModelError(f"model URI {resolved.requested}: unreadable model config: {exc}") from None
             positions = int(config.get("max_position_embeddings", 512))
             meta = {
                 "model": resolved.label,
@@ -84,6 +117,7 @@ def build_package(resolved: ResolvedModel, cache_root: Path | None = None) -> Mo
             shutil.rmtree(target, ignore_errors=True)
             staging.replace(target)
             Path(zipped).replace(archive)
+    _check_weights(target / "model", resolved.requested, allow_pickle_weights)
     meta = json.loads((target / META_FILE).read_text())
     id2label = {int(k): v for k, v in meta["id2label"].items()}
     return ModelPackage(archive.name, target, archive, id2label, meta["max_length"])
@@ -94,3 +128,26 @@ def ship(spark: SparkSession, package: ModelPackage) -> None:
     already = {Path(p).name for p in spark.sparkContext.listArchives}
     if package.archive_name not in already:
         spark.sparkContext.addArchive(str(package.archive))
+
+
+_VERIFIED: set[tuple[str, bool]] = set()
+
+
+def verify(package: ModelPackage, allow_pickle_weights: bool = False) -> None:
+    """Load the package on the driver and label one text, once per process: a model that cannot load
+    fails here with the model named, before any data is read, not as a task failure on every executor."""
+    key = (str(package.local_dir), allow_pickle_weights)
+    if key in _VERIFIED:
+        return
+    import pandas as pd
+
+    from .predictor import Predictor, PredictorOptions
+
+    try:
+        options = PredictorOptions(device="cpu", allow_pickle_weights=allow_pickle_weights)
+        Predictor(package.local_dir, options).predict(pd.Series(["a check that the model loads"]))
+    except ModelError:
+        raise
+    except Exception as exc:  # tokenizer/model files that transformers cannot parse
+        raise ModelError(f"model {package.archive_name}: cannot be loaded: {exc.__class__.__name__}: {exc}") from None
+    _VERIFIED.add(key)

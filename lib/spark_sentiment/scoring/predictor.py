@@ -30,6 +30,7 @@ class PredictorOptions:
     threads: int | None = None
     device: str = "auto"  # auto | cpu | cuda | cuda:<n>
     precision: str = "auto"  # auto | fp32 | bf16 | fp16
+    allow_pickle_weights: bool = False  # pickle can run code: only for trusted models
 
 
 def pick_device(requested: str, gpu_address: str | None) -> str:
@@ -79,10 +80,13 @@ class Predictor:
         self.options = options
         self.device = pick_device(options.device, gpu_address)
         self.dtype = pick_dtype(options.precision, self.device)
-        self.tokenizer = AutoTokenizer.from_pretrained(root / "tokenizer")
-        if not (root / "model" / "model.safetensors").is_file() and not any((root / "model").glob("*.safetensors")):
+        self.tokenizer = AutoTokenizer.from_pretrained(root / "tokenizer", trust_remote_code=False)
+        safetensors = any((root / "model").glob("*.safetensors"))
+        if not safetensors and not options.allow_pickle_weights:
             raise ModelError(f"model package {root} has no safetensors weights (pickle weights are refused)")
-        model = AutoModelForSequenceClassification.from_pretrained(root / "model", use_safetensors=True)
+        model = AutoModelForSequenceClassification.from_pretrained(
+            root / "model", use_safetensors=safetensors, trust_remote_code=False
+        )
         # CPU keeps fp32 weights (bf16 runs under autocast); GPU holds weights in the compute dtype.
         self.model = model.to(self.device, dtype=self.dtype if self.device != "cpu" else torch.float32).eval()
         self.id2label = {int(k): v for k, v in meta["id2label"].items()}

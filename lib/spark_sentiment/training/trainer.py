@@ -16,6 +16,7 @@ from ..config.train import TrainJobConfig
 from ..data.labeled import TrainingSources, load_training_data
 from ..model import flavor, registry, tracking
 from ..model.base import load_base
+from ..redaction import config_params, scrub
 from .arguments import training_arguments
 from .metrics import classification_metrics
 
@@ -54,7 +55,7 @@ def train_and_register(
 
     tracking.configure(cfg.mlflow)
     with tempfile.TemporaryDirectory(prefix="spark-sentiment-train-") as output_dir, mlflow.start_run() as run:
-        mlflow.log_params({f"cfg.{k}": v for k, v in to_flat_dict(cfg).items() if k != "spark.conf"})
+        mlflow.log_params(config_params(to_flat_dict(cfg)))
         mlflow.log_params({"train_rows": len(train_ds), "eval_rows": len(eval_ds)})
         trainer = Trainer(
             model=model,
@@ -89,5 +90,5 @@ def train_and_register(
             "train_rows": len(train_ds),
             "eval_rows": len(eval_ds),
             "seconds": round(seconds, 1),
-            "tracking_uri": mlflow.get_tracking_uri(),
+            "tracking_uri": scrub(mlflow.get_tracking_uri()),
         }

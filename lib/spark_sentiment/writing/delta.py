@@ -1,16 +1,48 @@
-"""Write scored rows to Delta: overwrite, append, or merge (upsert on key columns). One commit per write."""
+"""Write scored rows to Delta: overwrite, append, merge (upsert on keys) or merge with deletes.
+
+Every write is ONE Delta commit. It carries a tag in the commit's ``userMetadata`` (app id, a token unique
+to the attempt, the mode, the input version and the model), and, when the caller gives an idempotence
+version, Delta's own ``txnAppId``/``txnVersion``: Delta then skips a write whose version the table has
+already committed for that app, even when two jobs race. The tag is how a rerun finds what the last run did
+(incremental progress) and how a job finds its own commit's metrics in a table others write to.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+import uuid
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Iterator
 
+from delta import exceptions as delta_exceptions
 from delta.tables import DeltaTable
 from pyspark.errors import AnalysisException
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from ..errors import DataError
+from ..names import quote
+
+MARKER = "spark_sentiment"  # key of our tag inside a commit's userMetadata JSON
+OP_COLUMN = "__spark_sentiment_op"  # upsert | delete, only inside the MERGE source
+
+# Delta's optimistic-concurrency failures: the commit lost a race and nothing of it was stored.
+CONFLICTS: tuple[type[Exception], ...] = (
+    delta_exceptions.DeltaConcurrentModificationException,
+    delta_exceptions.ConcurrentWriteException,
+    delta_exceptions.MetadataChangedException,
+    delta_exceptions.ProtocolChangedException,
+    delta_exceptions.ConcurrentAppendException,
+    delta_exceptions.ConcurrentDeleteReadException,
+    delta_exceptions.ConcurrentDeleteDeleteException,
+    delta_exceptions.ConcurrentTransactionException,
+)
+
+_TXN_APP_ID = "spark.databricks.delta.write.txnAppId"
+_TXN_VERSION = "spark.databricks.delta.write.txnVersion"
+_USER_METADATA = "spark.databricks.delta.commitInfo.userMetadata"
 
 
 @dataclass(frozen=True)
@@ -22,8 +54,56 @@ class Target:
         return f"table {self.table}" if self.table else f"path {self.path}"
 
 
-def _quote(name: str) -> str:
-    return "`" + name.replace("`", "``") + "`"
+@dataclass(frozen=True)
+class CommitTag:
+    """What one write records in its commit.
+
+    Parameters
+    ----------
+    app_id
+        Delta ``txnAppId``: one id per logical writer (by default derived from the input).
+    txn_version
+        Delta ``txnVersion``; ``None`` writes without Delta's idempotence guard.
+    state
+        JSON-able facts for the next run (mode, input version, model...).
+    """
+
+    app_id: str
+    txn_version: int | None = None
+    state: dict[str, Any] = field(default_factory=dict)
+    token: str = field(default_factory=lambda: uuid.uuid4().hex)
+
+    def user_metadata(self) -> str:
+        body = {"app_id": self.app_id, "token": self.token, "txn_version": self.txn_version, **self.state}
+        return json.dumps({MARKER: body}, sort_keys=True)
+
+
+def read_tag(user_metadata: str | None) -> dict[str, Any] | None:
+    """Our tag from a commit's ``userMetadata``, or None for commits written by anything else."""
+    if not user_metadata:
+        return None
+    try:
+        body = json.loads(user_metadata)
+    except ValueError:
+        return None
+    tag = body.get(MARKER) if isinstance(body, dict) else None
+    return tag if isinstance(tag, dict) else None
+
+
+@contextmanager
+def _tagged(spark: SparkSession, tag: CommitTag) -> Iterator[None]:
+    """Session confs that Delta reads for the next commit (DataFrame writes and MERGE alike); always unset,
+    so no later statement of this session inherits them."""
+    confs = {_USER_METADATA: tag.user_metadata()}
+    if tag.txn_version is not None:
+        confs.update({_TXN_APP_ID: tag.app_id, _TXN_VERSION: str(tag.txn_version)})
+    for key, value in confs.items():
+        spark.conf.set(key, value)
+    try:
+        yield
+    finally:
+        for key in confs:
+            spark.conf.unset(key)
 
 
 def target_exists(spark: SparkSession, target: Target) -> bool:
@@ -47,8 +127,43 @@ def target_exists(spark: SparkSession, target: Target) -> bool:
     raise DataError(f"output path {target.path} exists but is not a Delta table")
 
 
-def _delta_table(spark: SparkSession, target: Target) -> DeltaTable:
+def delta_table(spark: SparkSession, target: Target) -> DeltaTable:
     return DeltaTable.forName(spark, target.table) if target.table else DeltaTable.forPath(spark, str(target.path))
+
+
+def table_version(spark: SparkSession, target: Target) -> int | None:
+    """The target's current Delta version; None when it does not exist yet."""
+    if not target_exists(spark, target):
+        return None
+    return int(delta_table(spark, target).history(1).select("version").first()["version"])
+
+
+def _tagged_commits(spark: SparkSession, target: Target, after: int | None = None) -> list[tuple[int, dict, Any]]:
+    """``(version, tag, operationMetrics)`` of our commits, newest first (optionally only after a version)."""
+    history = delta_table(spark, target).history().where(F.col("userMetadata").isNotNull())
+    if after is not None:
+        history = history.where(F.col("version") > after)
+    rows = history.select("version", "userMetadata", "operationMetrics").orderBy(F.col("version").desc()).collect()
+    found = []
+    for row in rows:
+        tag = read_tag(row["userMetadata"])
+        if tag is not None:
+            found.append((int(row["version"]), tag, row["operationMetrics"]))
+    return found
+
+
+def last_tag(spark: SparkSession, target: Target, app_id: str) -> dict[str, Any] | None:
+    """The tag of the newest commit ``app_id`` made to ``target`` (plus its ``version``), or None.
+
+    Read from the Delta history, so it reaches back as far as the log is retained
+    (``delta.logRetentionDuration``, 30 days by default); callers must work without it.
+    """
+    if not target_exists(spark, target):
+        return None
+    for version, tag, _ in _tagged_commits(spark, target):
+        if tag.get("app_id") == app_id:
+            return {**tag, "version": version}
+    return None
 
 
 def write_table(df: DataFrame, target: Target, mode: str) -> None:
@@ -60,29 +175,53 @@ def write_table(df: DataFrame, target: Target, mode: str) -> None:
         writer.save(str(target.path))
 
 
-def write_scored(df: DataFrame, target: Target, mode: str, key_columns: list[str]) -> dict[str, int]:
-    """Write ``df`` to ``target``; returns Delta's operation metrics (rows inserted/updated/...).
+def _merge(target_table: DeltaTable, df: DataFrame, key_columns: list[str], deletes: DataFrame | None) -> None:
+    """One MERGE: upsert ``df`` on the keys and (optionally) delete the keys in ``deletes``."""
+    condition = None
+    for key in key_columns:
+        clause = F.col(f"t.{quote(key)}") == F.col(f"s.{quote(key)}")  # null keys are refused up front
+        condition = clause if condition is None else condition & clause
+    columns = {quote(c): F.col(f"s.{quote(c)}") for c in df.columns}
+    source = df.withColumn(OP_COLUMN, F.lit("upsert"))
+    if deletes is not None:
+        gone = deletes.select(*[F.col(quote(k)) for k in key_columns]).withColumn(OP_COLUMN, F.lit("delete"))
+        source = source.unionByName(gone, allowMissingColumns=True)
+    is_upsert = F.col(f"s.{OP_COLUMN}") == "upsert"
+    (
+        target_table.alias("t")
+        .merge(source.alias("s"), condition)
+        .whenMatchedDelete(condition=~is_upsert)
+        .whenMatchedUpdate(condition=is_upsert, set=columns)
+        .whenNotMatchedInsert(condition=is_upsert, values=columns)
+        .execute()
+    )
 
-    ``merge`` upserts on ``key_columns``: a matched row is replaced, a new one inserted, so rerunning the same
-    input never duplicates a row. A missing target is created by the first write in every mode.
+
+def write_scored(
+    df: DataFrame,
+    target: Target,
+    mode: str,
+    key_columns: list[str],
+    tag: CommitTag,
+    deletes: DataFrame | None = None,
+) -> dict[str, Any]:
+    """Write ``df`` to ``target`` in one tagged commit; returns ``version``, ``committed`` and Delta's
+    operation metrics of that commit.
+
+    ``merge`` and ``incremental`` upsert on ``key_columns`` (a matched row is replaced, a new one inserted)
+    and delete the keys in ``deletes``, so rerunning the same input never duplicates a row. A missing target
+    is created by the first write in every mode. ``committed`` is False when Delta skipped the write
+    because ``tag.txn_version`` was already committed for ``tag.app_id``.
     """
     spark = df.sparkSession
-    exists = target_exists(spark, target)
-    if not exists or mode in ("overwrite", "append"):
-        write_table(df, target, mode if exists else "overwrite")
-    else:
-        condition = None
-        for key in key_columns:
-            clause = F.col(f"t.{_quote(key)}") == F.col(f"s.{_quote(key)}")
-            condition = clause if condition is None else condition & clause
-        (
-            _delta_table(spark, target)
-            .alias("t")
-            .merge(df.alias("s"), condition)
-            .whenMatchedUpdateAll()
-            .whenNotMatchedInsertAll()
-            .execute()
-        )
-    last = _delta_table(spark, target).history(1).select("version", "operation", "operationMetrics").first()
-    metrics = {k: int(v) for k, v in (last["operationMetrics"] or {}).items() if str(v).isdigit()}
-    return {"version": int(last["version"]), **metrics}
+    before = table_version(spark, target)
+    with _tagged(spark, tag):
+        if before is None or mode in ("overwrite", "append"):
+            write_table(df, target, mode if before is not None else "overwrite")
+        else:
+            _merge(delta_table(spark, target), df, key_columns, deletes)
+    for version, found, metrics in _tagged_commits(spark, target, after=before):
+        if found.get("token") == tag.token:
+            numbers = {k: int(v) for k, v in (metrics or {}).items() if str(v).isdigit()}
+            return {"version": version, "committed": True, **numbers}
+    return {"version": table_version(spark, target), "committed": False}

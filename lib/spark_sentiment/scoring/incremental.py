@@ -1,0 +1,116 @@
+"""Which input rows an incremental run must (re)score, and which output rows it must delete.
+
+Two ways to find them, both ending in one MERGE on the key columns:
+
+* **Change Data Feed** (input is Delta with ``delta.enableChangeDataFeed``, and the output remembers the
+  input version it processed last): the keys touched by the input commits since then. Their rows are taken
+  from the pinned input snapshot (current content, whatever order the changes came in); touched keys that
+  are no longer in the snapshot were deleted.
+* **Key comparison** (first run with CDF unavailable, Parquet input, expired history, model change): a row
+  is new or changed when no output row has its key and the same input values (a fingerprint of the input
+  columns) -- and, with ``rescore=on_model_change``, the model version being used now.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from pyspark.errors import AnalysisException
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+
+from ..data.snapshot import InputTable
+from ..names import quote
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Plan:
+    """The work of one incremental run (DataFrames are lazy except ``deletes``, which is small: keys only)."""
+
+    method: str  # initial | change_data_feed | key_comparison | up_to_date
+    upserts: DataFrame | None  # input rows to score and upsert
+    deletes: DataFrame | None  # output keys to delete
+    previous_version: int | None  # input version the last run processed
+
+
+def fingerprint(df: DataFrame, columns: list[str]) -> Column:
+    """A hash of the row's values in ``columns`` (to_json handles maps and binaries that ``=`` cannot)."""
+    return F.sha2(F.to_json(F.struct(*[F.col(quote(c)) for c in sorted(columns)])), 256)
+
+
+def _key_comparison(
+    snapshot: DataFrame, output: DataFrame, keys: list[str], model: str, rescore: str, deletes: str
+) -> tuple[DataFrame, DataFrame | None]:
+    shared = [c for c in snapshot.columns if c in output.columns]
+    left = snapshot.withColumn("__fp", fingerprint(snapshot, shared))
+    right = output.select(
+        *[F.col(quote(k)) for k in keys], fingerprint(output, shared).alias("__fp"), F.col("sentiment_model")
+    )
+    if rescore == "on_model_change":
+        right = right.where(F.col("sentiment_model") == F.lit(model))
+    same = [k for k in keys] + ["__fp"]
+    upserts = left.join(right.drop("sentiment_model"), on=same, how="left_anti").drop("__fp")
+    gone = None
+    if deletes == "delete":
+        key_columns = [F.col(quote(k)) for k in keys]
+        gone = output.select(*key_columns).join(snapshot.select(*key_columns), keys, "left_anti")
+    return upserts, gone
+
+
+def _changed_keys(table: InputTable, start: int, keys: list[str]) -> DataFrame | None:
+    """Distinct keys touched by input commits ``start..table.version``; None when the feed cannot serve it
+    (not enabled at ``start``, or its files were vacuumed)."""
+    changes = table.read_changes(start)
+    try:
+        changes.limit(1).collect()  # the feed's range is checked when it runs, not when it is defined
+    except AnalysisException as exc:
+        log.warning(
+            "change data feed of %s unavailable from version %d (%s); comparing keys instead",
+            table.describe(),
+            start,
+            str(exc).splitlines()[0],
+        )
+        return None
+    return changes.select(*[F.col(quote(k)) for k in keys]).distinct()
+
+
+def plan_incremental(
+    table: InputTable,
+    snapshot: DataFrame,
+    output: DataFrame | None,
+    previous: dict[str, Any] | None,
+    keys: list[str],
+    model: str,
+    rescore: str = "on_model_change",
+    deletes: str = "delete",
+) -> Plan:
+    """Plan one incremental run.
+
+    Parameters
+    ----------
+    table, snapshot
+        The input and its rows at the pinned version.
+    output
+        The current output table, or None on the first run.
+    previous
+        The tag of the last incremental commit of this app to the output (``source_version``, ``model``).
+    """
+    previous_version = previous.get("source_version") if previous else None
+    if output is None:
+        return Plan("initial", snapshot, None, None)
+    model_changed = previous is not None and previous.get("model") != model and rescore == "on_model_change"
+    if previous_version is not None and table.version is not None and not model_changed:
+        if previous_version == table.version:
+            return Plan("up_to_date", None, None, previous_version)
+        if table.change_data_feed and previous_version < table.version:
+            touched = _changed_keys(table, previous_version + 1, keys)
+            if touched is not None:
+                upserts = snapshot.join(touched, keys, "left_semi")
+                gone = touched.join(snapshot.select(*[quote(k) for k in keys]), keys, "left_anti")
+                return Plan("change_data_feed", upserts, gone if deletes == "delete" else None, previous_version)
+    upserts, gone = _key_comparison(snapshot, output, keys, model, rescore, deletes)
+    return Plan("key_comparison", upserts, gone, previous_version)
