@@ -121,3 +121,69 @@ PYTHON = sys.executable
 
 # 40 short reviews, two of them unscorable (null and blank), for the cluster test.
 ROWS_FOR_CLUSTER = [(i, (POSITIVE + NEGATIVE)[i % 8]) for i in range(38)] + [(38, None), (39, "  ")]
+
+
+# Incremental and fault tests: a keyed table with a change data feed, changed by three commits.
+TINY = "models:/TinySentiment@champion"
+KEY_SCHEMA = "id int, text string"
+
+
+def key_rows(n: int = 6) -> list[tuple[int, str]]:
+    return [(i, (POSITIVE + NEGATIVE)[i % 8]) for i in range(1, n + 1)]
+
+
+def job(source, output, *overrides):
+    """A scoring config: ``source`` -> ``output`` keyed on ``id``, incremental unless overridden."""
+    from spark_sentiment.config import load_config
+    from spark_sentiment.config.score import ScoreJobConfig
+
+    return load_config(
+        ScoreJobConfig,
+        None,
+        [
+            f"input.path={source}",
+            f"output.path={output}",
+            "input.key_columns=[id]",
+            "output.mode=incremental",
+            f"model.uri={TINY}",
+            *overrides,
+        ],
+    )
+
+
+def contents(spark, path):
+    return spark.read.format("delta").load(str(path)).drop("scored_at")
+
+
+def versions(spark, path) -> int:
+    from delta.tables import DeltaTable
+
+    return DeltaTable.forPath(spark, str(path)).history().count()
+
+
+def change_source(spark, source) -> None:
+    """Three commits: update id 2's text, delete id 3, insert id 7."""
+    from delta.tables import DeltaTable
+    from pyspark.sql import functions as F
+
+    table = DeltaTable.forPath(spark, str(source))
+    table.update(F.col("id") == 2, {"text": F.lit(NEGATIVE[1])})
+    table.delete(F.col("id") == 3)
+    spark.createDataFrame([(7, POSITIVE[2])], KEY_SCHEMA).write.format("delta").mode("append").save(str(source))
+
+
+def clean_result(spark, source, tmp_path):
+    """What a from-scratch overwrite of the current input gives."""
+    from spark_sentiment.scoring.job import score_table
+
+    summary = score_table(spark, job(source, tmp_path / "clean", "output.mode=overwrite"))
+    assert summary["status"] == "succeeded"
+    return contents(spark, tmp_path / "clean")
+
+
+@pytest.fixture()
+def cdf_source(spark, tmp_path):
+    path = tmp_path / "reviews"
+    spark.createDataFrame(key_rows(), KEY_SCHEMA).write.format("delta").save(str(path))
+    spark.sql(f"ALTER TABLE delta.`{path}` SET TBLPROPERTIES (delta.enableChangeDataFeed = true)")
+    return path

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import random
+import re
 import time
 from typing import Any, Callable, TypeVar
 
@@ -182,6 +183,7 @@ def _incremental_once(
     deletes = plan.deletes.localCheckpoint(eager=True) if plan.deletes is not None else None
     to_delete = deletes.count() if deletes is not None else 0
     scored, stats = _score(plan.upserts, score, resolved.label, cfg)
+    log.info("%s: %d rows scored, %d keys to delete (%s)", table.describe(), stats["rows"], to_delete, plan.method)
     if stats["rows"] == 0 and to_delete == 0:
         return {**outcome, "stats": stats, "write": None}
     state = {"mode": "incremental", "source_version": table.version, "model": resolved.label}
@@ -209,10 +211,12 @@ def score_table(spark: SparkSession, cfg: ScoreJobConfig) -> dict[str, Any]:
         allow_pickle_weights=cfg.model.allow_pickle_weights,
     )
     score = scoring_function(spark, resolved, cfg.engine, options)  # loads the model once on the driver
+    log.info("model %s packaged and load-tested", resolved.label)
     target = Target(cfg.output.path, cfg.output.table)
     target_exists(spark, target)  # an output that is not Delta fails before scoring
     table = open_input(spark, cfg.input.path, cfg.input.table, cfg.input.format)
     df, where = table.read(), table.describe()
+    log.info("input %s at version %s", where, table.version)
     check_text_columns(df, cfg.input.text_columns, where)
     require_columns(df.columns, cfg.input.key_columns, where, what="key column")
     check_output_columns(df.columns, cfg.input.text_columns)
@@ -295,6 +299,11 @@ def _finish(
     return summary
 
 
+def _metric_name(name: str) -> str:
+    """MLflow accepts only alphanumerics and ``_-. :/`` in metric names; column names may hold anything."""
+    return re.sub(r"[^A-Za-z0-9_\-. :/]", "_", name)
+
+
 def _log_run(cfg: ScoreJobConfig, summary: dict[str, Any]) -> None:
     for key in ("model_uri", "input", "output"):
         summary[key] = scrub(str(summary[key]))
@@ -305,7 +314,7 @@ def _log_run(cfg: ScoreJobConfig, summary: dict[str, Any]) -> None:
         numbers += ("rows_inserted", "rows_updated", "rows_deleted")
         metrics = {k: summary[k] for k in numbers if summary.get(k) is not None}
         for column, counts in summary["label_counts"].items():
-            metrics.update({f"label_count.{column}.{label}": n for label, n in counts.items()})
+            metrics.update({_metric_name(f"label_count.{column}.{label}"): n for label, n in counts.items()})
         mlflow.log_metrics(metrics)
         mlflow.set_tags(
             {"job": "score", "engine": summary["engine"], "model": summary["model"], "status": summary["status"]}
