@@ -82,7 +82,29 @@ def test_score_config_needs_exactly_one_input_and_keys_for_merge():
     with pytest.raises(ConfigError, match="'input.key_columns' must be set when output.mode is merge"):
         load_config(ScoreJobConfig, None, ["input.path=/tmp/i", "output.path=/tmp/o", "output.mode=merge"])
     cfg = load_config(ScoreJobConfig, REPO / "conf" / "score.yaml", ["engine=mlflow", "input.text_columns=[a, b]"])
-    assert (cfg.engine, cfg.input.text_columns, cfg.output.mode) == ("mlflow", ["a", "b"], "merge")
+    assert (cfg.engine, cfg.input.text_columns, cfg.output.mode) == ("mlflow", ["a", "b"], "incremental")
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("output.mode=incremental", "'input.key_columns' must be set when output.mode is incremental"),
+        ("output.batch_id=-1", "'output.batch_id' must be >= 0"),
+        ("output.max_retries=99", r"'output.max_retries' must be in \[0, 20\]"),
+        ("output.table=db.t; DROP TABLE x", "'output.table' must be a table name"),
+        ("input.key_columns=[id, id]", "'input.key_columns' has duplicates"),
+    ],
+)
+def test_score_write_options_are_validated(override, message):
+    with pytest.raises(ConfigError, match=message):
+        output = [] if override.startswith("output.table") else ["output.path=/tmp/o"]
+        load_config(ScoreJobConfig, None, ["input.path=/tmp/i", *output, override])
+
+
+def test_batch_id_is_refused_with_incremental():
+    keys = ["input.path=/i", "output.path=/o", "input.key_columns=[id]", "output.mode=incremental"]
+    with pytest.raises(ConfigError, match="'output.batch_id' cannot be combined with mode incremental"):
+        load_config(ScoreJobConfig, None, [*keys, "output.batch_id=3"])
 
 
 def test_section_defaults_survive_partial_overrides():

@@ -59,7 +59,7 @@ class OutputSection:
     )
     mode: WriteMode = option(
         "overwrite",
-        "overwrite | append | merge (upsert on input.key_columns) | incremental (score only new or changed rows).",
+        "overwrite, append, merge (upsert on input.key_columns) or incremental (score only new or changed rows).",
     )
     deletes: Literal["delete", "keep"] = option(
         "delete", "incremental: rows deleted from the input are deleted from the output (delete) or kept (keep)."
