@@ -7,6 +7,7 @@ import time
 import pytest
 from conftest import PYTHON, REPO, run_cli
 from spark_sentiment.config import describe, load_config
+from spark_sentiment.config.evaluate import EvaluateJobConfig
 from spark_sentiment.config.score import ScoreJobConfig
 from spark_sentiment.config.train import TrainJobConfig
 from spark_sentiment.errors import ConfigError
@@ -113,7 +114,7 @@ def test_section_defaults_survive_partial_overrides():
 
 
 def test_every_key_has_help():
-    for cls in (TrainJobConfig, ScoreJobConfig):
+    for cls in (TrainJobConfig, ScoreJobConfig, EvaluateJobConfig):
         rows = describe(cls)
         assert rows and all(help_text for _, _, _, help_text in rows), [r[0] for r in rows if not r[3]]
 
@@ -145,5 +146,10 @@ def test_set_path_replaces_the_files_table():
 
 def test_readme_documents_every_config_key():
     readme = (REPO / "README.md").read_text()
-    missing = [key for cls in (TrainJobConfig, ScoreJobConfig) for key, *_ in describe(cls) if f"`{key}`" not in readme]
+    missing = [
+        key
+        for cls in (TrainJobConfig, ScoreJobConfig, EvaluateJobConfig)
+        for key, *_ in describe(cls)
+        if f"`{key}`" not in readme
+    ]
     assert missing == []

@@ -64,4 +64,4 @@ def run_job(
         print(f"error: {scrub(str(exc))}", file=sys.stderr, flush=True)
         return 2
     print(json.dumps(summary, default=str), flush=True)
-    return 0
+    return int(summary.get("exit_code", 0))  # a job may report an outcome the scheduler acts on

@@ -132,12 +132,25 @@ class ScoreSection:
 
 
 @dataclass
+class MonitorSection:
+    psi_threshold: float = option(
+        0.2, "Population stability index (labels or scores vs the model's eval set) above which a run is drifted."
+    )
+    min_rows: int = option(100, "Runs that scored fewer rows (per text column) are not judged for drift.")
+
+    def validate(self, prefix: str) -> None:
+        require(self.psi_threshold > 0, f"{prefix}psi_threshold", f"must be positive, got {self.psi_threshold}")
+        require(self.min_rows >= 1, f"{prefix}min_rows", f"must be >= 1, got {self.min_rows}")
+
+
+@dataclass
 class ScoreJobConfig:
     input: InputSection = dataclasses.field(default_factory=InputSection)
     output: OutputSection = dataclasses.field(default_factory=OutputSection)
     model: ModelSection = dataclasses.field(default_factory=ModelSection)
     engine: Engine = option("native", "native: our iterator pandas UDF; mlflow: mlflow.pyfunc.spark_udf.")
     score: ScoreSection = dataclasses.field(default_factory=ScoreSection)
+    monitor: MonitorSection = dataclasses.field(default_factory=MonitorSection)
     mlflow: MlflowSection = dataclasses.field(
         default_factory=lambda: MlflowSection(experiment="sentiment-scoring"),
         metadata={"help": "MLflow store and the experiment of scoring runs."},

@@ -24,6 +24,8 @@ from ..config.score import ScoreJobConfig
 from ..data.snapshot import InputTable, check_keys, open_input
 from ..data.sources import require_columns
 from ..errors import DataError
+from ..evaluation.distributions import distribution
+from ..evaluation.drift import judge, reference_distribution
 from ..model import tracking
 from ..model.registry import ResolvedModel, resolve_model
 from ..names import quote
@@ -84,7 +86,8 @@ def _spread(df: DataFrame, partitions: int | None) -> DataFrame:
 
 
 def _statistics(scored: DataFrame, text_columns: list[str]) -> dict[str, Any]:
-    """Rows, scored rows and label counts per text column (two small jobs over the checkpointed rows)."""
+    """Rows, scored rows, label counts and the label/score distribution per text column (small jobs over
+    the checkpointed rows)."""
     labels = {c: F.col(quote(f"{c}{SENTIMENT_SUFFIX}")) for c in text_columns}
     counts = [F.count(label).alias(f"scored{i}") for i, label in enumerate(labels.values())]
     row = scored.agg(F.count(F.lit(1)).alias("rows"), *counts).first()
@@ -106,6 +109,7 @@ def _statistics(scored: DataFrame, text_columns: list[str]) -> dict[str, Any]:
             "scored": scored_rows,
             "null_texts": stats["rows"] - scored_rows,
             "label_counts": {r["label"]: int(r["count"]) for r in per_label if r["column"] == c},
+            "distribution": distribution(scored, f"{c}{SENTIMENT_SUFFIX}", f"{c}{SCORE_SUFFIX}"),
         }
     return stats
 
@@ -211,6 +215,7 @@ def score_table(spark: SparkSession, cfg: ScoreJobConfig) -> dict[str, Any]:
         allow_pickle_weights=cfg.model.allow_pickle_weights,
     )
     score = scoring_function(spark, resolved, cfg.engine, options)  # loads the model once on the driver
+    reference = reference_distribution(resolved)
     log.info("model %s packaged and load-tested", resolved.label)
     target = Target(cfg.output.path, cfg.output.table)
     target_exists(spark, target)  # an output that is not Delta fails before scoring
@@ -255,7 +260,7 @@ def score_table(spark: SparkSession, cfg: ScoreJobConfig) -> dict[str, Any]:
         stats, write = outcome.pop("stats"), outcome.pop("write")
         summary.update(outcome)
         if write is None:
-            return _finish(cfg, summary, started, stats, status="up_to_date", write_attempts=attempts)
+            return _finish(cfg, summary, started, stats, reference, status="up_to_date", write_attempts=attempts)
     else:
         scored, stats = _score(df, score, resolved.label, cfg)
         log.info("scored %d rows of %s with engine %s", stats["rows"], where, cfg.engine)
@@ -268,6 +273,7 @@ def score_table(spark: SparkSession, cfg: ScoreJobConfig) -> dict[str, Any]:
         summary,
         started,
         stats,
+        reference,
         status="succeeded" if write["committed"] else "skipped",
         output_version=write["version"],
         write_attempts=attempts,
@@ -277,19 +283,44 @@ def score_table(spark: SparkSession, cfg: ScoreJobConfig) -> dict[str, Any]:
     )
 
 
+def _drift(cfg: ScoreJobConfig, reference: dict | None, columns: dict[str, dict]) -> dict[str, dict]:
+    """Judge each text column's predictions against the model's eval-set distribution; warn when drifted."""
+    drift = {}
+    for column, stats in columns.items():
+        drift[column] = judge(reference, stats["distribution"], cfg.monitor.psi_threshold, cfg.monitor.min_rows)
+        if drift[column].get("drifted"):
+            log.warning(
+                "drift in %s: label PSI %.3f, score PSI %.3f (threshold %.2f) against the model's eval set",
+                column,
+                drift[column]["label_psi"],
+                drift[column]["score_psi"],
+                cfg.monitor.psi_threshold,
+            )
+    return drift
+
+
 def _finish(
-    cfg: ScoreJobConfig, summary: dict[str, Any], started: float, stats: dict | None = None, **fields: Any
+    cfg: ScoreJobConfig,
+    summary: dict[str, Any],
+    started: float,
+    stats: dict | None = None,
+    reference: dict | None = None,
+    **fields: Any,
 ) -> dict[str, Any]:
-    """Complete the summary (row counts, timing) and log it as an MLflow run."""
+    """Complete the summary (row counts, drift, timing) and log it as an MLflow run."""
     columns = (stats or {}).get("columns", {})
     seconds = time.perf_counter() - started
     rows = (stats or {}).get("rows", 0)
+    drift = _drift(cfg, reference, columns) if columns else {}
     summary.update(
         {
             "rows_in": rows,
             "rows_scored": sum(c["scored"] for c in columns.values()),
             "null_texts": sum(c["null_texts"] for c in columns.values()),
             "label_counts": {c: v["label_counts"] for c, v in columns.items()},
+            "distributions": {c: v["distribution"] for c, v in columns.items()},
+            "drift": drift,
+            "drifted": any(d.get("drifted") for d in drift.values()),
             **fields,
             "seconds": round(seconds, 2),
             "rows_per_second": round(rows / seconds, 2) if rows and seconds > 0 else None,
@@ -313,11 +344,13 @@ def _log_run(cfg: ScoreJobConfig, summary: dict[str, Any]) -> None:
         numbers = ("rows_in", "rows_scored", "null_texts", "seconds", "rows_per_second", "write_attempts")
         numbers += ("rows_inserted", "rows_updated", "rows_deleted")
         metrics = {k: summary[k] for k in numbers if summary.get(k) is not None}
+        for column, judged in summary["drift"].items():
+            psis = {k: judged[k] for k in ("label_psi", "score_psi") if k in judged}
+            metrics.update({_metric_name(f"drift.{column}.{k}"): value for k, value in psis.items()})
         for column, counts in summary["label_counts"].items():
             metrics.update({_metric_name(f"label_count.{column}.{label}"): n for label, n in counts.items()})
         mlflow.log_metrics(metrics)
-        mlflow.set_tags(
-            {"job": "score", "engine": summary["engine"], "model": summary["model"], "status": summary["status"]}
-        )
+        tags = {"job": "score", "engine": summary["engine"], "model": summary["model"], "status": summary["status"]}
+        mlflow.set_tags({**tags, "drifted": str(summary["drifted"]).lower()})
         mlflow.log_dict(summary, "summary.json")
         summary["mlflow_run_id"] = run.info.run_id

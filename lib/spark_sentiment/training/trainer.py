@@ -8,12 +8,14 @@ import time
 from typing import Any
 
 import mlflow
+import numpy as np
 from pyspark.sql import SparkSession
 from transformers import DataCollatorWithPadding, Trainer
 
 from ..config import to_flat_dict
 from ..config.train import TrainJobConfig
 from ..data.labeled import TrainingSources, load_training_data
+from ..evaluation import distributions, plots
 from ..model import flavor, registry, tracking
 from ..model.base import load_base
 from ..redaction import config_params, scrub
@@ -21,6 +23,18 @@ from .arguments import training_arguments
 from .metrics import classification_metrics
 
 log = logging.getLogger(__name__)
+
+
+def _log_monitoring(log_history: list[dict], logits: np.ndarray, labels: list[str]) -> None:
+    """The curves PNG, and the eval set's prediction distribution that scoring runs compare with."""
+    figure = plots.training_curves(log_history)
+    mlflow.log_figure(figure, "plots/training_curves.png")
+    plots.close(figure)
+    exp = np.exp(logits - logits.max(axis=1, keepdims=True))
+    probabilities = exp / exp.sum(axis=1, keepdims=True)
+    predicted = [labels[i] for i in probabilities.argmax(axis=1)]
+    reference = distributions.from_arrays(predicted, probabilities.max(axis=1))
+    mlflow.log_dict(reference, distributions.REFERENCE_ARTIFACT)
 
 
 def train_and_register(
@@ -68,9 +82,10 @@ def train_and_register(
         )
         # The run is ours (started above), so Trainer's MLflow callback logs into it and does not end it.
         trainer.train()
-        final = trainer.evaluate()
-        metrics = {"accuracy": final["eval_accuracy"], "f1": final["eval_f1"]}
+        final = trainer.predict(eval_tok, metric_key_prefix="eval")
+        metrics = {"accuracy": final.metrics["eval_accuracy"], "f1": final.metrics["eval_f1"]}
         mlflow.log_metrics({"final_accuracy": metrics["accuracy"], "final_f1": metrics["f1"]})
+        _log_monitoring(trainer.state.log_history, final.predictions, cfg.model.labels)
         pipe = flavor.build_pipeline(trainer.model, tokenizer, cfg.model.pipeline_batch_size)
         examples = {text: pipe(text, truncation=True)[0]["label"] for text in flavor.INPUT_EXAMPLE}
         info = flavor.log_pipeline(pipe, cfg.registry.name)
