@@ -118,3 +118,22 @@ def test_spark_submit_fine_tunes_real_minilm_on_imdb_and_registers(tmp_path):
     finally:
         mlflow.set_tracking_uri(os.environ["MLFLOW_TRACKING_URI"])  # back to the test session's store
         mlflow.set_registry_uri(os.environ["MLFLOW_TRACKING_URI"])
+
+
+@pytest.mark.slow
+def test_torch_distributor_trains_on_two_local_processes_and_registers(spark, tmp_path):
+    source = tmp_path / "reviews"
+    spark.createDataFrame(labeled_rows(64), "review_id string, text string, label int").write.format("delta").save(
+        str(source)
+    )
+    overrides = [f"data.path={source}", "data.train_rows=48", "data.eval_rows=16", "model.base=tiny-random"]
+    overrides += ["train.max_steps=4", "train.batch_size=8", "train.max_length=64", "train.logging_steps=1"]
+    cfg = load_config(TrainJobConfig, None, [*overrides, "train.num_processes=2", "registry.name=DistSentiment"])
+    summary = train_and_register(spark, cfg)
+    assert (summary["model_version"], summary["num_processes"]) == ("1", 2)
+    client = MlflowClient()
+    run = client.get_run(summary["run_id"])
+    assert run.data.params["world_size"] == "2"
+    assert len(client.get_metric_history(summary["run_id"], "loss")) == 4  # one point per step, from rank 0
+    assert client.get_model_version("DistSentiment", "1").run_id == summary["run_id"]
+    assert set(summary["examples"].values()) <= {"NEGATIVE", "POSITIVE"}

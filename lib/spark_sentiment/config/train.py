@@ -78,6 +78,12 @@ class TrainSection:
         "adamw_torch", "Optimizer; adamw_torch_fused runs one fused kernel per step on GPU."
     )
     logging_steps: int = option(10, "Log training loss every N steps.")
+    num_processes: int = option(
+        1, "Training processes; > 1 trains data-parallel under Spark's TorchDistributor (one per GPU or core)."
+    )
+    distributed_local_mode: bool = option(
+        True, "With num_processes > 1: processes on the driver node (true) or as Spark tasks on executors (false)."
+    )
     seed: int = option(42, "Seed for model init and data order.")
 
     def validate(self, prefix: str) -> None:
@@ -90,6 +96,7 @@ class TrainSection:
         require(self.weight_decay >= 0, f"{prefix}weight_decay", "must be >= 0")
         require(8 <= self.max_length <= 8192, f"{prefix}max_length", f"must be in [8, 8192], got {self.max_length}")
         require(self.logging_steps > 0, f"{prefix}logging_steps", "must be positive")
+        require(self.num_processes >= 1, f"{prefix}num_processes", f"must be >= 1, got {self.num_processes}")
 
 
 @dataclass

@@ -5,10 +5,12 @@ from __future__ import annotations
 import logging
 import tempfile
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import mlflow
 import numpy as np
+from datasets import Dataset
 from pyspark.sql import SparkSession
 from transformers import DataCollatorWithPadding, Trainer
 
@@ -37,6 +39,42 @@ def _log_monitoring(log_history: list[dict], logits: np.ndarray, labels: list[st
     mlflow.log_dict(reference, distributions.REFERENCE_ARTIFACT)
 
 
+@dataclass
+class Fitted:
+    """What training hands to logging and registration (from this process or from rank 0 of several)."""
+
+    model: Any
+    tokenizer: Any
+    log_history: list[dict]
+    logits: np.ndarray
+    metrics: dict[str, float]
+
+
+def fit(cfg: TrainJobConfig, train_ds: Dataset, eval_ds: Dataset, report_to: list[str]) -> Fitted:
+    """Tokenize, train with the HF Trainer and predict the eval set. Under torchrun (TorchDistributor) the
+    Trainer runs data-parallel across the processes by itself."""
+    model, tokenizer = load_base(cfg.model.base, cfg.model.labels, cfg.train.max_length, cfg.train.seed)
+
+    def tokenize(batch: dict[str, list]) -> dict[str, list]:
+        return tokenizer(batch["text"], truncation=True, max_length=tokenizer.model_max_length)
+
+    train_tok = train_ds.map(tokenize, batched=True, remove_columns=["text"])
+    eval_tok = eval_ds.map(tokenize, batched=True, remove_columns=["text"])
+    with tempfile.TemporaryDirectory(prefix="spark-sentiment-train-") as output_dir:
+        trainer = Trainer(
+            model=model,
+            args=training_arguments(cfg.train, output_dir, report_to),
+            train_dataset=train_tok,
+            eval_dataset=eval_tok,
+            processing_class=tokenizer,
+            data_collator=DataCollatorWithPadding(tokenizer),
+            compute_metrics=classification_metrics,
+        )
+        trainer.train()
+        final = trainer.predict(eval_tok, metric_key_prefix="eval")
+    return Fitted(trainer.model, tokenizer, trainer.state.log_history, final.predictions, final.metrics)
+
+
 def train_and_register(
     spark: SparkSession | None, cfg: TrainJobConfig, plan: TrainingSources | None = None
 ) -> dict[str, Any]:
@@ -59,34 +97,22 @@ def train_and_register(
     started = time.perf_counter()
     train_ds, eval_ds = load_training_data(spark, cfg.data, cfg.model.labels, plan)
     log.info("training on %d rows, evaluating on %d rows", len(train_ds), len(eval_ds))
-    model, tokenizer = load_base(cfg.model.base, cfg.model.labels, cfg.train.max_length, cfg.train.seed)
-
-    def tokenize(batch: dict[str, list]) -> dict[str, list]:
-        return tokenizer(batch["text"], truncation=True, max_length=tokenizer.model_max_length)
-
-    train_tok = train_ds.map(tokenize, batched=True, remove_columns=["text"])
-    eval_tok = eval_ds.map(tokenize, batched=True, remove_columns=["text"])
-
     tracking.configure(cfg.mlflow)
-    with tempfile.TemporaryDirectory(prefix="spark-sentiment-train-") as output_dir, mlflow.start_run() as run:
+    with mlflow.start_run() as run:
         mlflow.log_params(config_params(to_flat_dict(cfg)))
         mlflow.log_params({"train_rows": len(train_ds), "eval_rows": len(eval_ds)})
-        trainer = Trainer(
-            model=model,
-            args=training_arguments(cfg.train, output_dir),
-            train_dataset=train_tok,
-            eval_dataset=eval_tok,
-            processing_class=tokenizer,
-            data_collator=DataCollatorWithPadding(tokenizer),
-            compute_metrics=classification_metrics,
-        )
-        # The run is ours (started above), so Trainer's MLflow callback logs into it and does not end it.
-        trainer.train()
-        final = trainer.predict(eval_tok, metric_key_prefix="eval")
-        metrics = {"accuracy": final.metrics["eval_accuracy"], "f1": final.metrics["eval_f1"]}
+        if cfg.train.num_processes > 1:
+            from .distributed import fit_distributed
+
+            fitted = fit_distributed(cfg, train_ds, eval_ds)
+        else:
+            # The run is ours (started above), so Trainer's MLflow callback logs into it and does not end it.
+            fitted = fit(cfg, train_ds, eval_ds, report_to=["mlflow"])
+        metrics = {"accuracy": fitted.metrics["eval_accuracy"], "f1": fitted.metrics["eval_f1"]}
         mlflow.log_metrics({"final_accuracy": metrics["accuracy"], "final_f1": metrics["f1"]})
-        _log_monitoring(trainer.state.log_history, final.predictions, cfg.model.labels)
-        pipe = flavor.build_pipeline(trainer.model, tokenizer, cfg.model.pipeline_batch_size)
+        _log_monitoring(fitted.log_history, fitted.logits, cfg.model.labels)
+        model, tokenizer = fitted.model, fitted.tokenizer
+        pipe = flavor.build_pipeline(model, tokenizer, cfg.model.pipeline_batch_size)
         examples = {text: pipe(text, truncation=True)[0]["label"] for text in flavor.INPUT_EXAMPLE}
         info = flavor.log_pipeline(pipe, cfg.registry.name)
         version = str(info.registered_model_version)
@@ -104,6 +130,7 @@ def train_and_register(
             "examples": examples,
             "train_rows": len(train_ds),
             "eval_rows": len(eval_ds),
+            "num_processes": cfg.train.num_processes,
             "seconds": round(seconds, 1),
             "tracking_uri": scrub(mlflow.get_tracking_uri()),
         }
