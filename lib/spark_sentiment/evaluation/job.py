@@ -26,8 +26,7 @@ from ..model.registry import ResolvedModel, resolve_model
 from ..names import quote
 from ..redaction import config_params
 from ..scoring.engines import checked_package, scoring_function
-from ..scoring.job import SCORE_SUFFIX, SENTIMENT_SUFFIX, label_columns
-from ..scoring.predictor import PredictorOptions
+from ..scoring.job import SCORE_SUFFIX, SENTIMENT_SUFFIX, label_columns, predictor_options
 from . import plots
 from .metrics import binary_metrics
 from .promotion import Decision, decide, promote
@@ -85,14 +84,7 @@ def evaluate_model(
     spark: SparkSession, rows: DataFrame, model: ResolvedModel, cfg: EvaluateJobConfig, role: str
 ) -> dict[str, Any]:
     """Score ``rows`` with ``model``, compute metrics, log them and the plots to a nested MLflow run."""
-    options = PredictorOptions(
-        batch_size=cfg.score.batch_size,
-        max_tokens=cfg.score.max_tokens,
-        max_length=cfg.score.max_length,
-        threads=cfg.score.threads,
-        device=cfg.score.device,
-        precision=cfg.score.precision,
-    )
+    options = predictor_options(cfg.score)
     package = checked_package(model)
     labels = [name for _, name in sorted(package.id2label.items())]
     score = scoring_function(spark, model, cfg.engine, options)

@@ -37,7 +37,7 @@ class Plan:
     previous_version: int | None  # input version the last run processed
 
 
-def fingerprint(df: DataFrame, columns: list[str]) -> Column:
+def fingerprint(columns: list[str]) -> Column:
     """A hash of the row's values in ``columns`` (to_json handles maps and binaries that ``=`` cannot)."""
     return F.sha2(F.to_json(F.struct(*[F.col(quote(c)) for c in sorted(columns)])), 256)
 
@@ -46,13 +46,11 @@ def _key_comparison(
     snapshot: DataFrame, output: DataFrame, keys: list[str], model: str, rescore: str, deletes: str
 ) -> tuple[DataFrame, DataFrame | None]:
     shared = [c for c in snapshot.columns if c in output.columns]
-    left = snapshot.withColumn("__fp", fingerprint(snapshot, shared))
-    right = output.select(
-        *[F.col(quote(k)) for k in keys], fingerprint(output, shared).alias("__fp"), F.col("sentiment_model")
-    )
+    left = snapshot.withColumn("__fp", fingerprint(shared))
+    right = output.select(*[F.col(quote(k)) for k in keys], fingerprint(shared).alias("__fp"), F.col("sentiment_model"))
     if rescore == "on_model_change":
         right = right.where(F.col("sentiment_model") == F.lit(model))
-    same = [k for k in keys] + ["__fp"]
+    same = [*keys, "__fp"]
     upserts = left.join(right.drop("sentiment_model"), on=same, how="left_anti").drop("__fp")
     gone = None
     if deletes == "delete":

@@ -20,7 +20,7 @@ from pyspark.sql import functions as F
 
 from .. import faults
 from ..config import to_flat_dict
-from ..config.score import ScoreJobConfig
+from ..config.score import ScoreJobConfig, ScoreSection
 from ..data.snapshot import InputTable, check_keys, open_input
 from ..data.sources import require_columns
 from ..errors import DataError
@@ -74,6 +74,19 @@ def add_sentiment_columns(
     """:func:`label_columns` with the engine built from ``resolved`` (benchmarks and notebooks)."""
     score = scoring_function(spark, resolved, engine, options or PredictorOptions())
     return label_columns(df, score, resolved.label, text_columns)
+
+
+def predictor_options(score: ScoreSection, allow_pickle_weights: bool = False) -> PredictorOptions:
+    """How workers run the model, from the ``score`` config section (scoring and evaluation jobs)."""
+    return PredictorOptions(
+        batch_size=score.batch_size,
+        max_tokens=score.max_tokens,
+        max_length=score.max_length,
+        threads=score.threads,
+        device=score.device,
+        precision=score.precision,
+        allow_pickle_weights=allow_pickle_weights,
+    )
 
 
 def _spread(df: DataFrame, partitions: int | None) -> DataFrame:
@@ -205,15 +218,7 @@ def score_table(spark: SparkSession, cfg: ScoreJobConfig) -> dict[str, Any]:
     tracking.configure(cfg.mlflow)
     resolved = resolve_model(cfg.model.uri)  # fails before any data is read
     log.info("model %s resolved to %s", cfg.model.uri, resolved.uri)
-    options = PredictorOptions(
-        batch_size=cfg.score.batch_size,
-        max_tokens=cfg.score.max_tokens,
-        max_length=cfg.score.max_length,
-        threads=cfg.score.threads,
-        device=cfg.score.device,
-        precision=cfg.score.precision,
-        allow_pickle_weights=cfg.model.allow_pickle_weights,
-    )
+    options = predictor_options(cfg.score, cfg.model.allow_pickle_weights)
     score = scoring_function(spark, resolved, cfg.engine, options)  # loads the model once on the driver
     reference = reference_distribution(resolved)
     log.info("model %s packaged and load-tested", resolved.label)
