@@ -32,6 +32,16 @@ def test_seed_profile_uses_the_hub_model_and_dataset():
     assert cfg.model.pipeline_batch_size == 8
 
 
+def test_gpu_profile_trains_on_all_rows_with_the_measured_settings():
+    cfg = load_config(TrainJobConfig, REPO / "conf" / "train-gpu.yaml")
+    assert (cfg.data.train_rows, cfg.train.batch_size, cfg.train.learning_rate) == (None, 64, 1e-4)
+    assert (cfg.train.group_by_length, cfg.train.optim, cfg.train.pad_to_multiple_of) == (
+        True,
+        "adamw_torch_fused",
+        8,
+    )
+
+
 def test_env_default_applies_when_variable_unset(monkeypatch):
     monkeypatch.delenv("IMDB_DATA", raising=False)
     assert load_config(TrainJobConfig, TRAIN_YAML).data.path == "hf:imdb"
@@ -58,6 +68,8 @@ def test_set_values_are_read_as_yaml():
         ("train.batch_size=1.5", "config key 'train.batch_size' must be an integer"),
         ("train.epochs=0", "config key 'train.epochs' must be positive"),
         ("train.precision=fp8", "config key 'train.precision' must be one of auto, fp32, bf16, fp16"),
+        ("train.pad_to_multiple_of=0", "config key 'train.pad_to_multiple_of' must be positive or null, got 0"),
+        ("train.dataloader_workers=-1", "config key 'train.dataloader_workers' must be >= 0"),
         ("data.train_rows=-3", "config key 'data.train_rows' must be a positive integer or null"),
         ("model.labels=[only]", "config key 'model.labels' needs at least two names"),
         ("registry.alias=1st", "config key 'registry.alias'"),

@@ -26,6 +26,11 @@ def test_tiny_model_is_registered_with_aliases_in_one_run(tiny_model):
     assert run.data.params["cfg.model.base"] == "tiny-random"
     assert run.data.params["learning_rate"] == "2e-05"  # logged by Trainer's MLflow callback, same run
     assert "final_accuracy" in run.data.metrics and "eval_accuracy" in run.data.metrics
+    # where the job's time went, in the summary and on the run; the phases add up to the job's seconds
+    phases = tiny_model["phases"]
+    assert set(phases) == {"data_seconds", "tracking_seconds", "fit_seconds", "log_register_seconds"}
+    assert abs(sum(phases.values()) - tiny_model["seconds"]) < 0.5
+    assert {**phases, "job_seconds": run.data.metrics["job_seconds"]}.items() <= run.data.metrics.items()
     version = MlflowClient().get_model_version("TinySentiment", tiny_model["model_version"])
     assert version.run_id == tiny_model["run_id"]
 

@@ -77,6 +77,12 @@ class TrainSection:
     optim: Literal["adamw_torch", "adamw_torch_fused"] = option(
         "adamw_torch", "Optimizer; adamw_torch_fused runs one fused kernel per step on GPU."
     )
+    pad_to_multiple_of: Optional[int] = option(
+        8, "Pad each batch to a multiple of this many tokens (tensor cores want multiples of 8); null = longest."
+    )
+    dataloader_workers: int = option(
+        0, "DataLoader worker processes that collate batches beside the training loop (0 = in the main process)."
+    )
     logging_steps: int = option(10, "Log training loss every N steps.")
     num_processes: int = option(
         1, "Training processes; > 1 trains data-parallel under Spark's TorchDistributor (one per GPU or core)."
@@ -96,6 +102,12 @@ class TrainSection:
         require(self.weight_decay >= 0, f"{prefix}weight_decay", "must be >= 0")
         require(8 <= self.max_length <= 8192, f"{prefix}max_length", f"must be in [8, 8192], got {self.max_length}")
         require(self.logging_steps > 0, f"{prefix}logging_steps", "must be positive")
+        require(
+            self.pad_to_multiple_of is None or self.pad_to_multiple_of > 0,
+            f"{prefix}pad_to_multiple_of",
+            f"must be positive or null, got {self.pad_to_multiple_of}",
+        )
+        require(self.dataloader_workers >= 0, f"{prefix}dataloader_workers", "must be >= 0")
         require(self.num_processes >= 1, f"{prefix}num_processes", f"must be >= 1, got {self.num_processes}")
 
 

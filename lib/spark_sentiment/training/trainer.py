@@ -12,7 +12,6 @@ import mlflow
 import numpy as np
 from datasets import Dataset
 from pyspark.sql import SparkSession
-from transformers import DataCollatorWithPadding, Trainer
 
 from ..config import to_flat_dict
 from ..config.train import TrainJobConfig
@@ -21,8 +20,7 @@ from ..evaluation import distributions, plots
 from ..model import flavor, registry, tracking
 from ..model.base import load_base
 from ..redaction import config_params, scrub
-from .arguments import training_arguments
-from .metrics import classification_metrics
+from .arguments import build_trainer
 
 log = logging.getLogger(__name__)
 
@@ -61,15 +59,7 @@ def fit(cfg: TrainJobConfig, train_ds: Dataset, eval_ds: Dataset, report_to: lis
     train_tok = train_ds.map(tokenize, batched=True, remove_columns=["text"])
     eval_tok = eval_ds.map(tokenize, batched=True, remove_columns=["text"])
     with tempfile.TemporaryDirectory(prefix="spark-sentiment-train-") as output_dir:
-        trainer = Trainer(
-            model=model,
-            args=training_arguments(cfg.train, output_dir, report_to),
-            train_dataset=train_tok,
-            eval_dataset=eval_tok,
-            processing_class=tokenizer,
-            data_collator=DataCollatorWithPadding(tokenizer),
-            compute_metrics=classification_metrics,
-        )
+        trainer = build_trainer(cfg.train, model, tokenizer, train_tok, eval_tok, output_dir, report_to)
         trainer.train()
         final = trainer.predict(eval_tok, metric_key_prefix="eval")
     return Fitted(trainer.model, tokenizer, trainer.state.log_history, final.predictions, final.metrics)
@@ -96,11 +86,14 @@ def train_and_register(
     """
     started = time.perf_counter()
     train_ds, eval_ds = load_training_data(spark, cfg.data, cfg.model.labels, plan)
+    phases = {"data_seconds": time.perf_counter() - started}
     log.info("training on %d rows, evaluating on %d rows", len(train_ds), len(eval_ds))
     tracking.configure(cfg.mlflow)
     with mlflow.start_run() as run:
         mlflow.log_params(config_params(to_flat_dict(cfg)))
         mlflow.log_params({"train_rows": len(train_ds), "eval_rows": len(eval_ds)})
+        fit_started = time.perf_counter()
+        phases["tracking_seconds"] = fit_started - started - phases["data_seconds"]  # store, run, params
         if cfg.train.num_processes > 1:
             from .distributed import fit_distributed
 
@@ -108,6 +101,9 @@ def train_and_register(
         else:
             # The run is ours (started above), so Trainer's MLflow callback logs into it and does not end it.
             fitted = fit(cfg, train_ds, eval_ds, report_to=["mlflow"])
+        # tokenization, trainer.train() (per-epoch eval included) and the final eval pass
+        phases["fit_seconds"] = time.perf_counter() - fit_started
+        log_started = time.perf_counter()
         metrics = {"accuracy": fitted.metrics["eval_accuracy"], "f1": fitted.metrics["eval_f1"]}
         mlflow.log_metrics({"final_accuracy": metrics["accuracy"], "final_f1": metrics["f1"]})
         _log_monitoring(fitted.log_history, fitted.logits, cfg.model.labels)
@@ -118,8 +114,10 @@ def train_and_register(
         version = str(info.registered_model_version)
         log.info("registered %s version %s (run %s)", cfg.registry.name, version, run.info.run_id)
         aliases = registry.set_aliases(cfg.registry.name, version, cfg.registry.alias, cfg.registry.champion_if_missing)
+        phases["log_register_seconds"] = time.perf_counter() - log_started
         seconds = time.perf_counter() - started
-        mlflow.log_metric("job_seconds", seconds)
+        phases = {key: round(value, 1) for key, value in phases.items()}
+        mlflow.log_metrics({"job_seconds": seconds, **phases})
         return {
             "run_id": run.info.run_id,
             "model_name": cfg.registry.name,
@@ -132,5 +130,6 @@ def train_and_register(
             "eval_rows": len(eval_ds),
             "num_processes": cfg.train.num_processes,
             "seconds": round(seconds, 1),
+            "phases": phases,
             "tracking_uri": scrub(mlflow.get_tracking_uri()),
         }
