@@ -1,4 +1,4 @@
-"""CPU precision check of the native engine's executor code: fp32 vs bf16 (autocast), same rows, one run.
+"""CPU precision check of the native engine's executor code: fp32 vs bf16 weights, same rows, one run.
 
 Drives ``Predictor.predict`` (the code a Spark Python worker runs per Arrow batch) on labeled IMDB test
 reviews, so it reports rows/s, label agreement with fp32 and accuracy for each precision.

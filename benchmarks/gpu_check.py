@@ -118,8 +118,7 @@ def pretokenized_forward(model_dir: Path, texts: list[str], device: str, batch: 
             arr[row, : lengths[i]] = ids[i]
         mask = (np.arange(width)[None, :] < lengths[chunk][:, None]).astype(np.int64)
         tensors.append((torch.from_numpy(arr).to(device), torch.from_numpy(mask).to(device)))
-    autocast = device == "cpu"  # CPU keeps fp32 weights and runs bf16 under autocast, as the predictor does
-    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+    with torch.inference_mode():  # the predictor holds its weights in bf16 on CPU and GPU alike
         for a, m in tensors[:2]:
             predictor.model(input_ids=a, attention_mask=m)
         sync()

@@ -57,13 +57,13 @@ class PeakRss:
         self._thread.join()
 
 
-def seed_approach(model_uri: str, texts: list[str]) -> dict:
+def seed_approach(model_uri: str, texts: list[str], max_length: int | None = None) -> dict:
     """Run in a child process so its peak RSS is its own."""
     code = f"""
 import json, resource, sys, time, mlflow
 texts = json.load(sys.stdin)
 pipe = mlflow.transformers.load_model({model_uri!r}, truncation=True)
-pipe.tokenizer.model_max_length = min(pipe.tokenizer.model_max_length, 512)
+pipe.tokenizer.model_max_length = {max_length} or min(pipe.tokenizer.model_max_length, 512)
 pipe(texts[:8], batch_size=8)  # warm-up
 started = time.perf_counter()
 out = pipe(texts, batch_size=8)
@@ -77,13 +77,12 @@ print(json.dumps({{"seconds": seconds, "labels": [o["label"] for o in out],
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def spark_engine(spark, engine: str, model_uri: str, df, batch_size: int) -> dict:
+def spark_engine(spark, engine: str, model_uri: str, df, options) -> dict:
+    """Score ``df`` (columns review_id, text) with one engine; model load and worker start-up excluded."""
     from spark_sentiment.model.registry import resolve_model
     from spark_sentiment.scoring.job import add_sentiment_columns
-    from spark_sentiment.scoring.predictor import PredictorOptions
 
     resolved = resolve_model(model_uri)
-    options = PredictorOptions(batch_size=batch_size)
     # Warm-up on a few rows of every partition, so each Python worker has started and loaded its model.
     warm = df.sample(fraction=min(1.0, 16 * df.rdd.getNumPartitions() / max(df.count(), 1)), seed=1)
     add_sentiment_columns(spark, warm, resolved, ["text"], engine, options).write.format("noop").mode(
@@ -105,7 +104,13 @@ def main() -> None:
     parser.add_argument("--model-uri", default="models:/SentimentAnalysis@champion")
     parser.add_argument("--partitions", type=int, default=os.cpu_count() or 2)
     parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--max-length", type=int, help="token limit for seed and native (default: the model's)")
+    parser.add_argument("--precision", default="auto", help="native engine precision: auto (fp32 on CPU) or bf16")
+    parser.add_argument("--engines", default="mlflow,native", help="Spark engines to run beside the seed")
     args = parser.parse_args()
+    from spark_sentiment.scoring.predictor import PredictorOptions
+
+    options = PredictorOptions(batch_size=args.batch_size, max_length=args.max_length, precision=args.precision)
 
     from spark_sentiment.config.common import MlflowSection
     from spark_sentiment.model import tracking
@@ -115,14 +120,11 @@ def main() -> None:
     reviews = pd.read_parquet(Path(args.data) / "unsup.parquet").head(args.rows)[["review_id", "text"]]
     texts = reviews["text"].tolist()
 
-    seed = seed_approach(args.model_uri, texts)
+    seed = seed_approach(args.model_uri, texts, args.max_length)
     spark = get_spark("score-throughput", conf={"spark.ui.enabled": "false"})
     df = spark.createDataFrame(reviews).repartition(args.partitions).cache()
     df.count()
-    results = {
-        "mlflow": spark_engine(spark, "mlflow", args.model_uri, df, args.batch_size),
-        "native": spark_engine(spark, "native", args.model_uri, df, args.batch_size),
-    }
+    results = {name: spark_engine(spark, name, args.model_uri, df, options) for name in args.engines.split(",")}
     seed_labels = dict(zip(reviews["review_id"], seed["labels"], strict=True))
 
     base = args.rows / seed["seconds"]
@@ -140,7 +142,8 @@ def main() -> None:
         agree = sum(seed_labels[k] == v for k, v in res["labels"].items()) / len(res["labels"])
         table.append(
             {
-                "approach": f"{name} engine, Spark local[*], {args.partitions} partitions",
+                "approach": f"{name} engine, {args.partitions} partitions"
+                + (f", {args.precision}" if name == "native" else ""),
                 "rows_per_s": round(rate, 1),
                 "ratio": round(rate / base, 2),
                 "peak_rss_mb": {k: round(v / 2**20) for k, v in res["peaks"].items()},
@@ -153,7 +156,7 @@ def main() -> None:
         "memory_gb": round(psutil.virtual_memory().total / 2**30),
         "python": platform.python_version(),
     }
-    print(f"\nScoring {args.rows} unsup reviews, model {args.model_uri}, machine {machine}")
+    print(f"\nScoring {args.rows} unsup reviews, {args.model_uri}, max length {args.max_length or 'model'}, {machine}")
     print(f"{'approach':<48} {'rows/s':>8} {'x seed':>7}  peak RSS MB (driver/jvm/worker)   agreement")
     for row in table:
         rss = row["peak_rss_mb"]
@@ -164,7 +167,7 @@ def main() -> None:
     out = HERE / "results"
     out.mkdir(exist_ok=True)
     (out / "score_throughput.json").write_text(
-        json.dumps({"machine": machine, "rows": args.rows, "table": table}, indent=2)
+        json.dumps({"machine": machine, "args": vars(args), "table": table}, indent=2)
     )
 
 

@@ -87,8 +87,9 @@ class Predictor:
         model = AutoModelForSequenceClassification.from_pretrained(
             root / "model", use_safetensors=safetensors, trust_remote_code=False
         )
-        # CPU keeps fp32 weights (bf16 runs under autocast); GPU holds weights in the compute dtype.
-        self.model = model.to(self.device, dtype=self.dtype if self.device != "cpu" else torch.float32).eval()
+        # Weights are held in the compute dtype on CPU as on GPU: one code path, no per-call weight casts
+        # (bf16 weights 33.5 rows/s vs 31.4 for fp32 weights under autocast in one run on Zen 4, equal in another).
+        self.model = model.to(self.device, dtype=self.dtype).eval()
         self.id2label = {int(k): v for k, v in meta["id2label"].items()}
         limit = options.max_length or meta["max_length"]
         self.max_length = int(min(limit, meta.get("max_position_embeddings", limit)))
@@ -131,8 +132,10 @@ class Predictor:
         probability = np.zeros(n, dtype=np.float32)
         lengths = np.fromiter((len(t) for t in token_ids), dtype=np.int64, count=n)
         on_gpu = self.device != "cpu"
-        autocast = not on_gpu and self.dtype != torch.float32
-        for chunk in self.batches(lengths):
+        # Widest batch first: each later batch's activations fit in blocks the earlier ones freed. In ascending
+        # order every batch needed bigger blocks than any freed before and glibc's heap grew with every
+        # width (a worker's RSS went 1.1 -> 1.7 GB over 500 reviews at 512 tokens; 1.3 GB flat this way).
+        for chunk in reversed(self.batches(lengths)):
             width = int(lengths[chunk[-1]])
             ids = np.full((len(chunk), width), self.pad_id, dtype=np.int64)
             for row, i in enumerate(chunk):
@@ -142,7 +145,7 @@ class Predictor:
             if on_gpu:  # pinned host memory lets the copy overlap with the previous batch's compute
                 ids_t = ids_t.pin_memory().to(self.device, non_blocking=True)
                 mask_t = mask_t.pin_memory().to(self.device, non_blocking=True)
-            with torch.inference_mode(), torch.autocast("cpu", dtype=self.dtype, enabled=autocast):
+            with torch.inference_mode():
                 logits = self.model(input_ids=ids_t, attention_mask=mask_t).logits
             top = torch.softmax(logits.float(), dim=-1).max(dim=-1)
             best[chunk] = top.indices.cpu().numpy()
