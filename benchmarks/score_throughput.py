@@ -166,9 +166,8 @@ def main() -> None:
         )
     out = HERE / "results"
     out.mkdir(exist_ok=True)
-    (out / "score_throughput.json").write_text(
-        json.dumps({"machine": machine, "args": vars(args), "table": table}, indent=2)
-    )
+    name = "score_throughput.json" if args.max_length is None else f"score_throughput_len{args.max_length}.json"
+    (out / name).write_text(json.dumps({"machine": machine, "args": vars(args), "table": table}, indent=2))
 
 
 if __name__ == "__main__":
