@@ -37,6 +37,18 @@ def test_predict_keeps_order_and_nulls_blank_text(package):
     assert alone["label"][0] == out["label"][5] and abs(alone["score"][0] - out["score"][5]) < 1e-5
 
 
+def test_slices_of_a_long_arrow_batch_score_like_one_pass(package, monkeypatch):
+    import spark_sentiment.scoring.predictor as predictor_module
+
+    texts = pd.Series([f"review {i} " + "good " * (i % 9) + "bad " * (i % 5) if i % 7 else None for i in range(50)])
+    whole = Predictor(package.local_dir, PredictorOptions(batch_size=8)).predict(texts)
+    monkeypatch.setattr(predictor_module, "CHUNK_ROWS", 6)
+    sliced = Predictor(package.local_dir, PredictorOptions(batch_size=8)).predict(texts)
+    pd.testing.assert_series_equal(sliced["label"], whole["label"])
+    np.testing.assert_allclose(sliced["score"], whole["score"], atol=1e-5)
+    assert sliced["label"].isna().sum() == 8  # the None rows stay null, in place
+
+
 def test_truncates_to_the_models_limit(package):
     predictor = Predictor(package.local_dir, PredictorOptions())
     assert predictor.max_length == 64  # the tiny model was trained with train.max_length=64
