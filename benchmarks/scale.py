@@ -19,17 +19,15 @@ import argparse
 import csv
 import json
 import os
-import platform
 import sys
 from pathlib import Path
 
 import pandas as pd
-import psutil
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from score_throughput import spark_engine  # noqa: E402  (benchmarks/ is not a package)
+from score_throughput import machine_info, spark_engine  # noqa: E402  (benchmarks/ is not a package)
 
 
 def main() -> None:
@@ -84,12 +82,7 @@ def main() -> None:
         for r in table:
             if first and r["curve"] == curve:
                 r["ratio_to_first"] = round(r["rows_per_s"] / first["rows_per_s"], 2)
-    machine = {
-        "cpu": platform.processor() or platform.machine(),
-        "cores": os.cpu_count(),
-        "memory_gb": round(psutil.virtual_memory().total / 2**30),
-        "python": platform.python_version(),
-    }
+    machine = machine_info()
     print(f"\nnative engine, {args.precision}, batch {args.batch_size}, Spark local[*], {machine}")
     print("| curve | rows | partitions | max length | rows/s | x first | peak RSS MB driver / JVM / worker |")
     print("|---|---:|---:|---:|---:|---:|---|")

@@ -57,6 +57,16 @@ class PeakRss:
         self._thread.join()
 
 
+def machine_info() -> dict:
+    """What every benchmark table records about the machine it ran on."""
+    return {
+        "cpu": platform.processor() or platform.machine(),
+        "cores": os.cpu_count(),
+        "memory_gb": round(psutil.virtual_memory().total / 2**30),
+        "python": platform.python_version(),
+    }
+
+
 def seed_approach(model_uri: str, texts: list[str], max_length: int | None = None) -> dict:
     """Run in a child process so its peak RSS is its own."""
     code = f"""
@@ -150,12 +160,7 @@ def main() -> None:
                 "label_agreement": round(agree, 4),
             }
         )
-    machine = {
-        "cpu": platform.processor() or platform.machine(),
-        "cores": os.cpu_count(),
-        "memory_gb": round(psutil.virtual_memory().total / 2**30),
-        "python": platform.python_version(),
-    }
+    machine = machine_info()
     print(f"\nScoring {args.rows} unsup reviews, {args.model_uri}, max length {args.max_length or 'model'}, {machine}")
     print(f"{'approach':<48} {'rows/s':>8} {'x seed':>7}  peak RSS MB (driver/jvm/worker)   agreement")
     for row in table:

@@ -8,6 +8,7 @@ import torch
 from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
 
 from ..config.train import TrainSection
+from .metrics import classification_metrics
 
 
 def precision_flags(train: TrainSection) -> dict[str, bool]:
@@ -61,8 +62,6 @@ def build_trainer(
     Datasets hold token ids (``input_ids``, ``attention_mask``, ``labels``); batches are padded per batch
     to the longest review, rounded up to ``train.pad_to_multiple_of``.
     """
-    from .metrics import classification_metrics
-
     return Trainer(
         model=model,
         args=training_arguments(train, output_dir, report_to),
