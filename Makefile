@@ -12,7 +12,7 @@ export IMDB_DATA SPARK_SENTIMENT_DATA
 
 PYTEST_ARGS ?=
 
-.PHONY: install jars demo test test-fast lint clean help
+.PHONY: install jars demo test test-fast soak lint clean help
 
 help:
 	@echo "make demo   - create the venv if missing, train + register on embedded defaults, score a Delta table"
@@ -28,7 +28,7 @@ install: $(STAMP)
 
 # Delta jars come from Maven Central through Spark's resolver (cached in ~/.ivy2*); this warms the cache.
 jars: install
-	$(PY) -c "from spark_sentiment.session import get_spark; get_spark('resolve-delta-jars').stop()"
+	$(PY) -c "from spark_sentiment.core.session import get_spark; get_spark('resolve-delta-jars').stop()"
 
 UNSUP_SPLIT := $(if $(filter hf:%,$(IMDB_DATA)),unsupervised,unsup)
 DEMO_ROWS ?= 3000
@@ -43,14 +43,17 @@ demo: install
 	@echo "MLflow UI: $(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(SPARK_SENTIMENT_DATA)/mlflow/mlflow.db"
 
 test: install
-	$(PY) -m pytest -m "not gpu" $(PYTEST_ARGS)
+	$(PY) -m pytest -m "not gpu and not soak" $(PYTEST_ARGS)
+
+soak: install
+	$(PY) -m pytest -m soak $(PYTEST_ARGS)
 
 lint: install
-	$(VENV)/bin/ruff check lib jobs tests benchmarks
-	$(VENV)/bin/ruff format --check lib jobs tests benchmarks
+	$(VENV)/bin/ruff check lib jobs tests benchmarks docs
+	$(VENV)/bin/ruff format --check lib jobs tests benchmarks docs
 
 test-fast: install
-	$(PY) -m pytest -m "not gpu and not slow" $(PYTEST_ARGS)
+	$(PY) -m pytest -m "not gpu and not slow and not soak" $(PYTEST_ARGS)
 
 clean:
 	rm -rf data .pytest_cache

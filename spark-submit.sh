@@ -44,17 +44,16 @@ with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
 tmp.replace(target)
 PYZIP
 
-delta_package="$("$PY" -c 'from spark_sentiment.session import delta_maven_coordinate; print(delta_maven_coordinate())')"
+# Delta's jars and confs, from the one place the library keeps them (spark_sentiment.core.spark_conf).
+mapfile -t delta_args < <("$PY" -m spark_sentiment.core.spark_conf)
 java_opts="-Dlog4j2.configurationFile=file:$ROOT/conf/log4j2.properties -Dderby.system.home=$SPARK_SENTIMENT_DATA"
 
 # shellcheck disable=SC2086  # SPARK_SUBMIT_OPTS_EXTRA is word-split on purpose
 exec "$(dirname "$PY")/spark-submit" \
   --master "${SPARK_MASTER:-local[*]}" \
-  --packages "$delta_package" \
+  "${delta_args[@]}" \
   --py-files "$zip" \
   --driver-java-options "$java_opts" \
-  --conf spark.sql.extensions=io.delta.sql.DeltaSparkSessionExtension \
-  --conf spark.sql.catalog.spark_catalog=org.apache.spark.sql.delta.catalog.DeltaCatalog \
   --conf "spark.executorEnv.PYSPARK_PYTHON=$PYSPARK_PYTHON" \
   ${SPARK_SUBMIT_OPTS_EXTRA:-} \
   "$job" "$@"

@@ -32,9 +32,9 @@ def main() -> None:
 
     from pyspark.sql import functions as F
     from pyspark.sql.functions import pandas_udf
+    from spark_sentiment.core.session import get_spark
+    from spark_sentiment.inference.engines import RESULT_TYPE
     from spark_sentiment.model.base import embedded_model_dir
-    from spark_sentiment.scoring.engines import RESULT_TYPE
-    from spark_sentiment.session import get_spark
 
     spark = get_spark("arrow-overhead", conf={"spark.ui.enabled": "false"})
     reviews = pd.read_parquet(Path(args.data) / "unsup.parquet").head(args.rows)[["review_id", "text"]]

@@ -32,7 +32,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     args = parser.parse_args()
 
-    from spark_sentiment.scoring.predictor import Predictor, PredictorOptions
+    from spark_sentiment.inference.predictor import Predictor, PredictorOptions
 
     frame = pd.read_parquet(Path(args.data) / "test.parquet").sample(n=args.rows, random_state=0)
     texts, truth = frame["text"].reset_index(drop=True), frame["label"].to_numpy()

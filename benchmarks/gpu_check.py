@@ -43,7 +43,7 @@ def sync() -> None:
 
 def _worker(rank, model_dir, texts, arrow_batch, options_kw, barrier, queue):
     import torch
-    from spark_sentiment.scoring.predictor import PredictorOptions, cached_predictor
+    from spark_sentiment.inference.predictor import PredictorOptions, cached_predictor
 
     torch.set_num_threads(1)  # one CPU core per worker, as with spark.task.cpus=1
     predictor = cached_predictor(model_dir, PredictorOptions(**options_kw), None)
@@ -103,7 +103,7 @@ def seed_pipeline(model_dir: Path, texts: list[str], device: str) -> float:
 
 def pretokenized_forward(model_dir: Path, texts: list[str], device: str, batch: int = 256) -> float:
     import torch
-    from spark_sentiment.scoring.predictor import Predictor, PredictorOptions
+    from spark_sentiment.inference.predictor import Predictor, PredictorOptions
 
     predictor = Predictor(model_dir, PredictorOptions(batch_size=batch, device=device, precision="bf16"))
     ids = predictor.tokenize(texts)

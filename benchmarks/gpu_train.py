@@ -93,9 +93,9 @@ def main() -> None:
     import torch
     import transformers
     from spark_sentiment.config import load_config
-    from spark_sentiment.config.train import TrainJobConfig
     from spark_sentiment.model.base import load_base
     from spark_sentiment.training.arguments import build_trainer
+    from spark_sentiment.training.config import TrainJobConfig
 
     sync = torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)
     out = Path(args.out)

@@ -44,10 +44,10 @@ def main() -> None:
     parser.add_argument("--rows-partitions", type=int, default=os.cpu_count() or 2)
     args = parser.parse_args()
 
-    from spark_sentiment.config.common import MlflowSection
+    from spark_sentiment.config.sections import MlflowSection
+    from spark_sentiment.core.session import get_spark
+    from spark_sentiment.inference.predictor import PredictorOptions
     from spark_sentiment.model import tracking
-    from spark_sentiment.scoring.predictor import PredictorOptions
-    from spark_sentiment.session import get_spark
 
     tracking.configure(MlflowSection(experiment="benchmarks"))
     unsup = pd.read_parquet(Path(args.data) / "unsup.parquet", columns=["review_id", "text"])

@@ -89,8 +89,8 @@ print(json.dumps({{"seconds": seconds, "labels": [o["label"] for o in out],
 
 def spark_engine(spark, engine: str, model_uri: str, df, options) -> dict:
     """Score ``df`` (columns review_id, text) with one engine; model load and worker start-up excluded."""
+    from spark_sentiment.inference.columns import add_sentiment_columns
     from spark_sentiment.model.registry import resolve_model
-    from spark_sentiment.scoring.job import add_sentiment_columns
 
     resolved = resolve_model(model_uri)
     # Warm-up on a few rows of every partition, so each Python worker has started and loaded its model.
@@ -118,13 +118,13 @@ def main() -> None:
     parser.add_argument("--precision", default="auto", help="native engine precision: auto (fp32 on CPU) or bf16")
     parser.add_argument("--engines", default="mlflow,native", help="Spark engines to run beside the seed")
     args = parser.parse_args()
-    from spark_sentiment.scoring.predictor import PredictorOptions
+    from spark_sentiment.inference.predictor import PredictorOptions
 
     options = PredictorOptions(batch_size=args.batch_size, max_length=args.max_length, precision=args.precision)
 
-    from spark_sentiment.config.common import MlflowSection
+    from spark_sentiment.config.sections import MlflowSection
+    from spark_sentiment.core.session import get_spark
     from spark_sentiment.model import tracking
-    from spark_sentiment.session import get_spark
 
     tracking.configure(MlflowSection(experiment="benchmarks"))
     reviews = pd.read_parquet(Path(args.data) / "unsup.parquet").head(args.rows)[["review_id", "text"]]

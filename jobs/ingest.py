@@ -21,14 +21,14 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--mode", choices=["overwrite", "append"], default="overwrite")
     args = parser.parse_args(argv)
 
-    from spark_sentiment.data.ingest import ingest
-    from spark_sentiment.errors import SentimentError
-    from spark_sentiment.session import get_spark
-    from spark_sentiment.writing.delta import Target
+    from spark_sentiment.core.errors import SentimentError
+    from spark_sentiment.core.session import get_spark
+    from spark_sentiment.io.ingest import ingest
+    from spark_sentiment.io.tables import TableRef
 
     spark = get_spark("spark-sentiment-ingest")
     try:
-        rows = ingest(spark, args.source, Target(args.path, args.table), args.split, args.limit, args.mode)
+        rows = ingest(spark, args.source, TableRef.of(args.path, args.table), args.split, args.limit, args.mode)
     except SentimentError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

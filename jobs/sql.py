@@ -17,15 +17,15 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--function", metavar="MODEL_URI", help="register sentiment(text) backed by this model first")
     args = parser.parse_args(argv)
 
-    from spark_sentiment.errors import SentimentError
-    from spark_sentiment.session import get_spark
+    from spark_sentiment.core.errors import SentimentError
+    from spark_sentiment.core.session import get_spark
 
     spark = get_spark("spark-sentiment-sql")
     try:
         if args.function:
-            from spark_sentiment.config.common import MlflowSection
+            from spark_sentiment.config.sections import MlflowSection
+            from spark_sentiment.inference.sql import register_sentiment_function
             from spark_sentiment.model import tracking
-            from spark_sentiment.sql.functions import register_sentiment_function
 
             tracking.configure(MlflowSection())
             register_sentiment_function(spark, args.function)

@@ -16,8 +16,8 @@ import pytest
 from conftest import NEGATIVE, POSITIVE, TINY
 from delta.tables import DeltaTable
 from spark_sentiment.config import load_config
-from spark_sentiment.config.score import ScoreJobConfig
-from spark_sentiment.errors import ConfigError, DataError, ModelError, SentimentError
+from spark_sentiment.core.errors import ConfigError, DataError, ModelError, SentimentError
+from spark_sentiment.scoring.config import ScoreJobConfig
 from spark_sentiment.scoring.job import score_table
 
 LABEL, NULL = "label", "null"
@@ -69,7 +69,7 @@ def odd_texts_scored(spark, tiny_model, tmp_path_factory) -> dict[int, dict]:
             [f"input.path={root}", f"output.path={root / 'out'}", "input.key_columns=[id]", f"model.uri={TINY}"],
         ),
     )
-    assert summary["status"] == "succeeded" and summary["rows_in"] == len(ROW_CASES)
+    assert summary.status == "succeeded" and summary.rows_in == len(ROW_CASES)
     return {r["id"]: r.asDict() for r in spark.read.format("delta").load(str(root / "out")).collect()}
 
 
@@ -224,5 +224,5 @@ def test_empty_input_writes_nothing(spark, tiny_model, tmp_path):
         summary = score_table(
             spark, load_config(ScoreJobConfig, None, [*job, f"output.mode={mode}", f"model.uri={TINY}"])
         )
-        assert (summary["status"], summary["rows_in"]) == ("empty_input", 0)
+        assert (summary.status, summary.rows_in) == ("empty_input", 0)
     assert [tuple(r) for r in spark.read.format("delta").load(str(out)).collect()] == [(99, "kept")]

@@ -6,10 +6,10 @@ import pandas as pd
 import pytest
 from conftest import labeled_rows
 from spark_sentiment.config import load_config
-from spark_sentiment.config.train import TrainJobConfig
-from spark_sentiment.data.labeled import load_training_data, normalize_labels, plan_sources
-from spark_sentiment.data.sources import resolve_source
-from spark_sentiment.errors import DataError
+from spark_sentiment.core.errors import DataError
+from spark_sentiment.io.tables import resolve_source
+from spark_sentiment.training.config import TrainJobConfig
+from spark_sentiment.training.data import load_training_data, normalize_labels, plan_sources
 
 LABELS = ["NEGATIVE", "POSITIVE"]
 SCHEMA = "review_id string, text string, label int"
@@ -118,11 +118,11 @@ def test_folder_without_a_table_is_refused(tmp_path):
 
 
 def test_ingest_lands_an_aclimdb_folder_in_delta(spark, tmp_path):
-    from spark_sentiment.data.ingest import ingest
-    from spark_sentiment.writing.delta import Target
+    from spark_sentiment.io.ingest import ingest
+    from spark_sentiment.io.tables import TableRef
 
     write_acl(tmp_path / "acl" / "unsup_like", labeled_rows(10))
-    rows = ingest(spark, str(tmp_path / "acl" / "unsup_like"), Target(path=str(tmp_path / "out")), limit=7)
+    rows = ingest(spark, str(tmp_path / "acl" / "unsup_like"), TableRef.of(path=str(tmp_path / "out")), limit=7)
     assert rows == 7
     landed = spark.read.format("delta").load(str(tmp_path / "out"))
     assert landed.columns == ["review_id", "text", "label"]

@@ -1,5 +1,5 @@
-"""Evaluation, promotion and drift with real models: the packaged MiniLM fine-tuned on real IMDB reviews
-(the strong one) against a tiny random BERT (the weak one), both versions of one registered model."""
+"""Evaluation, promotion and drift with real models: the session's MiniLM fine-tuned on real IMDB reviews
+(the strong one) against the tiny random BERT (the weak one), both versions of one registered model."""
 
 from __future__ import annotations
 
@@ -8,15 +8,13 @@ import json
 import mlflow
 import pandas as pd
 import pytest
-from conftest import IMDB, PYTHON, labeled_rows, run_cli
+from conftest import IMDB, call_main
 from mlflow.tracking import MlflowClient
 from spark_sentiment.config import load_config
-from spark_sentiment.config.evaluate import EvaluateJobConfig
-from spark_sentiment.config.score import ScoreJobConfig
-from spark_sentiment.config.train import TrainJobConfig
-from spark_sentiment.evaluation.job import evaluate_and_promote
+from spark_sentiment.scoring.config import ScoreJobConfig
 from spark_sentiment.scoring.job import score_table
-from spark_sentiment.training.trainer import train_and_register
+from spark_sentiment.validation.config import EvaluateJobConfig
+from spark_sentiment.validation.job import evaluate_and_promote, main
 
 NAME = "EvalSentiment"
 pytestmark = [
@@ -26,21 +24,15 @@ pytestmark = [
 
 
 @pytest.fixture(scope="module")
-def versions(spark, tmp_path_factory) -> dict[str, str]:
-    """v1: tiny random BERT (weak, becomes champion as the first version); v2: MiniLM (strong, candidate)."""
-    toy = tmp_path_factory.mktemp("toy") / "reviews"
-    spark.createDataFrame(labeled_rows(64), "review_id string, text string, label int").write.format("delta").save(
-        str(toy)
-    )
-    weak = [f"data.path={toy}", "data.train_rows=48", "data.eval_rows=16", "model.base=tiny-random"]
-    weak += ["train.max_steps=2", "train.max_length=64"]
-    # ~2 min on 2 cores; eval accuracy 0.765 when measured (200 IMDB test reviews)
-    strong = [f"data.path={IMDB}", "data.train_rows=1000", "data.eval_rows=200", "train.epochs=1"]
-    strong += ["train.max_length=96", "train.learning_rate=1e-4", "train.batch_size=16"]
+def versions(tiny_model, minilm_model) -> dict[str, str]:
+    """v1: the tiny random BERT (weak, champion), v2: the session's MiniLM (strong, candidate) -- the two
+    trained models of the session registered again as versions of one model (no training here)."""
+    client = MlflowClient()
     out = {}
-    for role, overrides in (("weak", weak), ("strong", strong)):
-        cfg = load_config(TrainJobConfig, None, [*overrides, f"registry.name={NAME}"])
-        out[role] = train_and_register(spark, cfg)["model_version"]
+    for role, trained in (("weak", tiny_model), ("strong", minilm_model)):
+        out[role] = str(mlflow.register_model(f"runs:/{trained['run_id']}/model", NAME).version)
+    client.set_registered_model_alias(NAME, "champion", out["weak"])
+    client.set_registered_model_alias(NAME, "candidate", out["strong"])
     return out
 
 
@@ -82,9 +74,9 @@ def test_better_candidate_is_promoted_and_worse_one_refused(spark, versions):
 
     # The weak version as candidate against the strong champion: refused, exit code 3, aliases unchanged.
     MlflowClient().set_registered_model_alias(NAME, "candidate", versions["weak"])
-    result = run_cli([PYTHON, "jobs/evaluate.py", *sum((["--set", o] for o in evaluation_args()), [])])
-    assert result.returncode == 3, result.stderr[-3000:]
-    refused = json.loads(result.stdout.strip().splitlines()[-1])
+    code, out, err = call_main(main, sum((["--set", o] for o in evaluation_args()), []))
+    assert code == 3, err[-3000:]
+    refused = json.loads(out.strip().splitlines()[-1])
     assert refused["status"] == "kept_champion" and refused["candidate"]["f1"] < refused["champion"]["f1"]
     assert aliases()["champion"] == versions["strong"]
 
@@ -116,8 +108,8 @@ def test_drift_flag_fires_on_skewed_input_and_stays_quiet_on_balanced(spark, ver
         )
         summaries[name] = score_table(spark, cfg)
     print({k: v["drift"] for k, v in summaries.items()})
-    assert summaries["balanced"]["drifted"] is False
-    assert summaries["negative"]["drifted"] is True
-    assert summaries["negative"]["drift"]["text"]["label_psi"] > 0.2
-    run = mlflow.get_run(summaries["negative"]["mlflow_run_id"])
+    assert summaries["balanced"].drifted is False
+    assert summaries["negative"].drifted is True
+    assert summaries["negative"].drift["text"]["label_psi"] > 0.2
+    run = mlflow.get_run(summaries["negative"].mlflow_run_id)
     assert run.data.tags["drifted"] == "true" and run.data.metrics["drift.text.label_psi"] > 0.2

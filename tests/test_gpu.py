@@ -23,10 +23,10 @@ def trained(tmp_path_factory):
     """A MiniLM fine-tuned a few bf16 steps on CUDA with our Trainer, saved as a native-engine package."""
     import torch
     from spark_sentiment.config import load_config
-    from spark_sentiment.config.train import TrainJobConfig
+    from spark_sentiment.inference.predictor import META_FILE
     from spark_sentiment.model.base import EMBEDDED, load_base
-    from spark_sentiment.scoring.predictor import META_FILE
     from spark_sentiment.training.arguments import build_trainer, precision_flags
+    from spark_sentiment.training.config import TrainJobConfig
 
     base = os.environ.get("SPARK_SENTIMENT_GPU_BASE", EMBEDDED)
     cfg = load_config(
@@ -69,7 +69,7 @@ def test_trainer_runs_on_cuda_in_bf16_and_learns(trained):
 
 
 def test_cuda_bf16_predictor_agrees_with_cpu_fp32(trained):
-    from spark_sentiment.scoring.predictor import Predictor, PredictorOptions
+    from spark_sentiment.inference.predictor import Predictor, PredictorOptions
 
     texts = pd.Series([t for _, t, _ in labeled_rows(64)] + ["", None, "word " * 2000])
     cpu = Predictor(trained["package"], PredictorOptions(device="cpu", precision="fp32")).predict(texts)

@@ -14,7 +14,7 @@ def test_change_data_feed_scores_only_changes_and_deletes(spark, tiny_model, cdf
     source = cdf_source
     out = tmp_path / "out"
     first = score_table(spark, job(source, out))
-    assert (first["status"], first["method"], first["input_version"], first["rows_inserted"]) == (
+    assert (first.status, first.method, first.input_version, first.rows_inserted) == (
         "succeeded",
         "initial",
         1,
@@ -23,19 +23,19 @@ def test_change_data_feed_scores_only_changes_and_deletes(spark, tiny_model, cdf
     scored_at = {r["id"]: r["scored_at"] for r in spark.read.format("delta").load(str(out)).collect()}
 
     again = score_table(spark, job(source, out))
-    assert (again["status"], again["rows_in"]) == ("up_to_date", 0)
+    assert (again.status, again.rows_in) == ("up_to_date", 0)
     assert versions(spark, out) == 1
 
     change_source(spark, source)
     third = score_table(spark, job(source, out))
-    assert third["method"] == "change_data_feed"
-    assert (third["previous_input_version"], third["input_version"]) == (1, 4)
-    assert third["rows_in"] == 2  # ids 2 (changed) and 7 (new); the other rows are not scored again
-    assert (third["rows_inserted"], third["rows_updated"], third["rows_deleted"]) == (1, 1, 1)
+    assert third.method == "change_data_feed"
+    assert (third.previous_input_version, third.input_version) == (1, 4)
+    assert third.rows_in == 2  # ids 2 (changed) and 7 (new); the other rows are not scored again
+    assert (third.rows_inserted, third.rows_updated, third.rows_deleted) == (1, 1, 1)
     assertDataFrameEqual(contents(spark, out), clean_result(spark, source, tmp_path))
     after = {r["id"]: r["scored_at"] for r in spark.read.format("delta").load(str(out)).collect()}
     assert all(after[i] == scored_at[i] for i in (1, 4, 5, 6))  # untouched rows keep their first scoring
-    assert score_table(spark, job(source, out))["status"] == "up_to_date"
+    assert score_table(spark, job(source, out)).status == "up_to_date"
 
 
 def test_key_comparison_without_feed_can_keep_deleted_rows(spark, tiny_model, tmp_path):
@@ -45,14 +45,14 @@ def test_key_comparison_without_feed_can_keep_deleted_rows(spark, tiny_model, tm
     score_table(spark, job(source, out, "output.deletes=keep"))
     change_source(spark, source)
     summary = score_table(spark, job(source, out, "output.deletes=keep"))
-    assert (summary["method"], summary["rows_in"], summary["rows_deleted"]) == ("key_comparison", 2, 0)
+    assert (summary.method, summary.rows_in, summary.rows_deleted) == ("key_comparison", 2, 0)
     ids = sorted(r["id"] for r in spark.read.format("delta").load(str(out)).collect())
     assert ids == [1, 2, 3, 4, 5, 6, 7]  # id 3 was deleted from the input and kept in the output
     # Key comparison reconciles the whole table: once deletes=delete, every key gone from the input goes
     # (id 3, kept before, and id 4, deleted now).
     DeltaTable.forPath(spark, str(source)).delete(F.col("id") == 4)
     deleting = score_table(spark, job(source, out))
-    assert (deleting["method"], deleting["rows_in"], deleting["rows_deleted"]) == ("key_comparison", 0, 2)
+    assert (deleting.method, deleting.rows_in, deleting.rows_deleted) == ("key_comparison", 0, 2)
     assertDataFrameEqual(contents(spark, out), clean_result(spark, source, tmp_path))
 
 
@@ -62,9 +62,9 @@ def test_new_model_version_rescores_unless_told_never(spark, tiny_model, cdf_sou
     score_table(spark, job(source, out))
     other = f"runs:/{tiny_model['run_id']}/model"  # the same weights under another identity
     never = score_table(spark, job(source, out, f"model.uri={other}", "output.rescore=never"))
-    assert never["status"] == "up_to_date"
+    assert never.status == "up_to_date"
     rescored = score_table(spark, job(source, out, f"model.uri={other}"))
-    assert (rescored["method"], rescored["rows_in"], rescored["rows_updated"]) == ("key_comparison", 6, 6)
+    assert (rescored.method, rescored.rows_in, rescored.rows_updated) == ("key_comparison", 6, 6)
     labels = {r["sentiment_model"] for r in spark.read.format("delta").load(str(out)).collect()}
     assert labels == {other}
 
@@ -75,23 +75,40 @@ def test_batch_id_makes_append_reruns_no_ops(spark, tiny_model, cdf_source, tmp_
     append = ["output.mode=append"]
     first = score_table(spark, job(source, out, *append, "output.batch_id=20261126"))
     rerun = score_table(spark, job(source, out, *append, "output.batch_id=20261126"))
-    assert (first["status"], rerun["status"], rerun["rows_in"]) == ("succeeded", "skipped", 0)
+    assert (first.status, rerun.status, rerun.rows_in) == ("succeeded", "skipped", 0)
     assert spark.read.format("delta").load(str(out)).count() == 6 and versions(spark, out) == 1
     older = score_table(spark, job(source, out, *append, "output.batch_id=20261125"))
-    assert older["status"] == "skipped"  # batch ids only go forward
+    assert older.status == "skipped"  # batch ids only go forward
     score_table(spark, job(source, out, *append, "output.batch_id=20261127"))
     assert spark.read.format("delta").load(str(out)).count() == 12
 
 
-@pytest.mark.slow
+def test_batch_id_zero_is_a_committed_batch(spark, tiny_model, cdf_source, tmp_path):
+    out = tmp_path / "out"
+    first = score_table(spark, job(cdf_source, out, "output.mode=append", "output.batch_id=0"))
+    rerun = score_table(spark, job(cdf_source, out, "output.mode=append", "output.batch_id=0"))
+    assert (first.status, rerun.status) == ("succeeded", "skipped")
+    assert spark.read.format("delta").load(str(out)).count() == 6
+
+
+@pytest.mark.parametrize("mode", ["merge", "incremental"])
+def test_reruns_leave_identical_tables(spark, tiny_model, cdf_source, tmp_path, mode, reruns=3):
+    rerun_until_stable(spark, cdf_source, tmp_path, mode, reruns)
+
+
+@pytest.mark.soak
 @pytest.mark.parametrize("mode", ["merge", "incremental"])
 def test_twenty_reruns_leave_identical_tables(spark, tiny_model, cdf_source, tmp_path, mode):
-    source = cdf_source
+    """Opt-in soak (``pytest -m soak``): the same, twenty times."""
+    rerun_until_stable(spark, cdf_source, tmp_path, mode, 20)
+
+
+def rerun_until_stable(spark, source, tmp_path, mode: str, reruns: int) -> None:
     out = tmp_path / "out"
     score_table(spark, job(source, out, f"output.mode={mode}"))
     expected = contents(spark, out).collect()
     statuses = set()
-    for _ in range(20):
-        statuses.add(score_table(spark, job(source, out, f"output.mode={mode}"))["status"])
+    for _ in range(reruns):
+        statuses.add(score_table(spark, job(source, out, f"output.mode={mode}")).status)
         assertDataFrameEqual(contents(spark, out), expected)
     assert statuses == ({"succeeded"} if mode == "merge" else {"up_to_date"})

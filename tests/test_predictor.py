@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from spark_sentiment.inference.package import build_package
+from spark_sentiment.inference.predictor import Predictor, PredictorOptions, cached_models, cached_predictor
 from spark_sentiment.model.registry import resolve_model
-from spark_sentiment.scoring.package import build_package
-from spark_sentiment.scoring.predictor import Predictor, PredictorOptions, cached_predictor
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +38,7 @@ def test_predict_keeps_order_and_nulls_blank_text(package):
 
 
 def test_slices_of_a_long_arrow_batch_score_like_one_pass(package, monkeypatch):
-    import spark_sentiment.scoring.predictor as predictor_module
+    import spark_sentiment.inference.predictor as predictor_module
 
     texts = pd.Series([f"review {i} " + "good " * (i % 9) + "bad " * (i % 5) if i % 7 else None for i in range(50)])
     whole = Predictor(package.local_dir, PredictorOptions(batch_size=8)).predict(texts)
@@ -66,6 +66,23 @@ def test_bf16_on_cpu_agrees_with_fp32(package):
 def test_predictor_is_cached_per_worker(package):
     options = PredictorOptions(batch_size=8)
     assert cached_predictor(str(package.local_dir), options) is cached_predictor(str(package.local_dir), options)
+
+
+def test_worker_cache_keeps_the_most_recently_used_models_only():
+    built = []
+
+    def factory(model_dir, options, gpu_address=None):
+        built.append(model_dir)
+        return object()
+
+    options = PredictorOptions()
+    first = cached_predictor("/models/a", options, None, factory, max_models=2)
+    cached_predictor("/models/b", options, None, factory, max_models=2)
+    assert cached_predictor("/models/a", options, None, factory, max_models=2) is first  # a is now the newest
+    cached_predictor("/models/c", options, None, factory, max_models=2)  # evicts b, the least recently used
+    assert [key[1] for key in cached_models() if key[0].endswith("factory")][-2:] == ["/models/a", "/models/c"]
+    cached_predictor("/models/b", options, None, factory, max_models=2)
+    assert built == ["/models/a", "/models/b", "/models/c", "/models/b"]
 
 
 @pytest.mark.gpu

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import pytest
-from conftest import PYTHON, run_cli
+from conftest import call_main
 from delta.tables import DeltaTable
 from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 from spark_sentiment.config import load_config
-from spark_sentiment.config.score import ScoreJobConfig
-from spark_sentiment.errors import DataError, ModelError
-from spark_sentiment.scoring.job import score_table
-from spark_sentiment.sql.functions import register_sentiment_function
+from spark_sentiment.core.errors import DataError, ModelError
+from spark_sentiment.inference.sql import register_sentiment_function
+from spark_sentiment.scoring.config import ScoreJobConfig
+from spark_sentiment.scoring.job import main, score_table
+from stubs import KeywordPredictor
 
 TINY = "models:/TinySentiment@champion"
 SCHEMA = "id int, title string, body string"
@@ -57,11 +58,11 @@ def test_both_engines_label_several_columns_identically(spark, tiny_model, revie
     native = score_table(spark, cfg(reviews, tmp_path / "native", "engine=native"))
     served = score_table(spark, cfg(reviews, tmp_path / "mlflow", "engine=mlflow"))
     for summary in (native, served):
-        assert summary["rows_in"] == 7
-        assert summary["model"] == f"TinySentiment/{tiny_model['model_version']}"
-        assert summary["rows_scored"] == 9 and summary["null_texts"] == 5
-        assert sum(summary["label_counts"]["title"].values()) == 4
-        assert sum(summary["label_counts"]["body"].values()) == 5
+        assert summary.rows_in == 7
+        assert summary.model == f"TinySentiment/{tiny_model['model_version']}"
+        assert summary.rows_scored == 9 and summary.null_texts == 5
+        assert sum(summary.label_counts["title"].values()) == 4
+        assert sum(summary.label_counts["body"].values()) == 5
     labels = ["id", "title_sentiment", "body_sentiment"]
     assertDataFrameEqual(
         read(spark, tmp_path / "native").select(labels), read(spark, tmp_path / "mlflow").select(labels)
@@ -74,6 +75,24 @@ def test_both_engines_label_several_columns_identically(spark, tiny_model, revie
         .first()[0]
     )
     assert worst < 1e-4
+
+
+def test_native_engine_scores_with_any_predictor_factory(spark, tiny_model, reviews, tmp_path):
+    summary = score_table(spark, cfg(reviews, tmp_path / "out", "input.text_columns=[body]"), factory=KeywordPredictor)
+    assert summary.label_counts == {"body": {"POSITIVE": 2, "NEGATIVE": 3}}
+    expected = spark.createDataFrame(
+        [
+            (1, "POSITIVE", 0.9),
+            (2, "NEGATIVE", 0.9),
+            (3, None, None),
+            (4, None, None),
+            (5, "NEGATIVE", 0.9),
+            (6, "NEGATIVE", 0.9),
+            (7, "POSITIVE", 0.9),
+        ],
+        "id int, body_sentiment string, body_sentiment_score float",
+    )
+    assertDataFrameEqual(read(spark, tmp_path / "out").select(*expected.columns), expected)
 
 
 def test_output_schema_and_text_policy(spark, tiny_model, reviews, tmp_path):
@@ -109,7 +128,7 @@ def test_merge_rerun_keeps_rows_and_labels(spark, tiny_model, reviews, tmp_path)
     after = read(spark, tmp_path / "out").drop("scored_at")
     assert after.count() == 7
     assertDataFrameEqual(before, after)
-    assert second["output_version"] == first["output_version"] + 1
+    assert second.output_version == first.output_version + 1
 
 
 def test_append_and_overwrite(spark, tiny_model, reviews, tmp_path):
@@ -172,7 +191,7 @@ def test_catalog_tables_and_sql_function(spark, tiny_model, reviews):
         ],
     )
     summary = score_table(spark, job)
-    assert summary["output"] == "table reviews_scored"
+    assert summary.output == "table reviews_scored"
     counts = spark.sql("SELECT body_sentiment, count(*) AS n FROM reviews_scored GROUP BY 1").collect()
     assert sum(r["n"] for r in counts) == 7
     assert register_sentiment_function(spark, TINY) == f"TinySentiment/{tiny_model['model_version']}"
@@ -181,34 +200,19 @@ def test_catalog_tables_and_sql_function(spark, tiny_model, reviews):
     assertDataFrameEqual(via_sql, via_job)
 
 
-def test_score_job_cli_reports_one_line_on_integer_text_column(tiny_model, reviews, tmp_path):
+def test_score_job_entry_point_reports_one_line_on_integer_text_column(tiny_model, reviews, tmp_path):
     out = tmp_path / "out"
-    result = run_cli(
-        [
-            PYTHON,
-            "jobs/score.py",
-            "--set",
-            f"input.path={reviews}",
-            "--set",
-            f"output.path={out}",
-            "--set",
-            "input.text_columns=[id]",
-            "--set",
-            "input.key_columns=[id]",
-            "--set",
-            f"model.uri={TINY}",
-        ],
-        env={"SPARK_SENTIMENT_DATA": str(tmp_path / "data")},
-    )
-    assert result.returncode == 2, result.stderr[-2000:]
-    assert result.stderr.strip().splitlines()[-1].startswith("error: text column 'id' in delta:")
+    args = [f"input.path={reviews}", f"output.path={out}", "input.text_columns=[id]", "input.key_columns=[id]"]
+    code, stdout, stderr = call_main(main, sum((["--set", a] for a in [*args, f"model.uri={TINY}"]), []))
+    assert code == 2 and stdout == ""
+    assert stderr.strip().splitlines()[-1].startswith("error: text column 'id' in delta:")
     assert not out.exists()
 
 
 def test_every_model_uri_form_resolves_to_a_concrete_model(tiny_model):
     from mlflow.tracking import MlflowClient
+    from spark_sentiment.inference.package import build_package
     from spark_sentiment.model.registry import resolve_model
-    from spark_sentiment.scoring.package import build_package
 
     version = MlflowClient().get_model_version("TinySentiment", tiny_model["model_version"])
     by_alias = resolve_model("models:/TinySentiment@champion")

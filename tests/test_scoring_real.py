@@ -1,4 +1,4 @@
-"""The real packaged MiniLM, briefly fine-tuned on real IMDB reviews: both engines must agree."""
+"""The session's MiniLM (fine-tuned on real IMDB reviews): both engines must agree on real reviews."""
 
 from __future__ import annotations
 
@@ -8,10 +8,8 @@ from conftest import IMDB
 from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 from spark_sentiment.config import load_config
-from spark_sentiment.config.score import ScoreJobConfig
-from spark_sentiment.config.train import TrainJobConfig
+from spark_sentiment.scoring.config import ScoreJobConfig
 from spark_sentiment.scoring.job import score_table
-from spark_sentiment.training.trainer import train_and_register
 
 pytestmark = [
     pytest.mark.slow,
@@ -19,31 +17,12 @@ pytestmark = [
 ]
 
 
-@pytest.fixture(scope="module")
-def minilm_model(spark):
-    cfg = load_config(
-        TrainJobConfig,
-        None,
-        [
-            f"data.path={IMDB}",
-            "data.train_rows=64",
-            "data.eval_rows=32",
-            "train.max_steps=4",
-            "train.max_length=128",
-            "registry.name=MiniLMTest",
-        ],
-    )
-    summary = train_and_register(spark, cfg)
-    assert summary["metrics"]["accuracy"] >= 0.0
-    return summary
-
-
 def test_engines_give_identical_labels_on_real_reviews(spark, minilm_model, tmp_path):
     reviews = pd.read_parquet(IMDB / "test.parquet").sample(n=120, random_state=0)[["review_id", "text"]]
     reviews.loc[reviews.index[:2], "text"] = [None, "   "]
     path = str(tmp_path / "imdb_sample")
     spark.createDataFrame(reviews).repartition(2).write.format("delta").save(path)
-    uri = f"models:/MiniLMTest/{minilm_model['model_version']}"
+    uri = minilm_model["model_uri"]
     for engine in ("native", "mlflow"):
         summary = score_table(
             spark,
@@ -59,7 +38,7 @@ def test_engines_give_identical_labels_on_real_reviews(spark, minilm_model, tmp_
                 ],
             ),
         )
-        assert (summary["rows_in"], summary["rows_scored"], summary["null_texts"]) == (120, 118, 2)
+        assert (summary.rows_in, summary.rows_scored, summary.null_texts) == (120, 118, 2)
     native = spark.read.format("delta").load(str(tmp_path / "native"))
     served = spark.read.format("delta").load(str(tmp_path / "mlflow"))
     assertDataFrameEqual(native.select("review_id", "text_sentiment"), served.select("review_id", "text_sentiment"))

@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 from pathlib import Path
 
 import mlflow
 import pytest
-from conftest import PYTHON, REPO, TINY, run_cli
+from conftest import REPO, TINY
 from spark_sentiment.config import load_config
-from spark_sentiment.config.score import ScoreJobConfig
-from spark_sentiment.errors import ModelError
+from spark_sentiment.config.cli import run_job
+from spark_sentiment.core.errors import DataError, ModelError
+from spark_sentiment.inference.engines import checked_package
+from spark_sentiment.inference.predictor import Predictor, PredictorOptions
 from spark_sentiment.model.registry import resolve_model
-from spark_sentiment.scoring.engines import checked_package
+from spark_sentiment.scoring.config import ScoreJobConfig
 from spark_sentiment.scoring.job import score_table
-from spark_sentiment.scoring.predictor import Predictor, PredictorOptions
 
 
 def model_copy(tmp_path: Path) -> Path:
@@ -61,7 +63,7 @@ def test_pickle_weights_are_refused_unless_explicitly_allowed(spark, tiny_model,
             score_table(spark, job(spark, tmp_path, f"model.uri={root}", f"engine={engine}"))
     assert not (tmp_path / "out").exists()
     summary = score_table(spark, job(spark, tmp_path, f"model.uri={root}", "model.allow_pickle_weights=true"))
-    assert summary["status"] == "succeeded" and summary["rows_scored"] == 3
+    assert summary.status == "succeeded" and summary.rows_scored == 3
 
 
 def test_remote_code_in_a_model_is_never_run(tiny_model, tmp_path):
@@ -82,7 +84,7 @@ def test_remote_code_in_a_model_is_never_run(tiny_model, tmp_path):
 
 def test_odd_column_names_are_quoted_not_parsed(spark, tiny_model, tmp_path):
     summary = score_table(spark, job(spark, tmp_path))
-    assert summary["rows_scored"] == 3
+    assert summary.rows_scored == 3
     out = spark.read.format("delta").load(str(tmp_path / "out"))
     assert "odd`name_sentiment" in out.columns and "b.c_sentiment" in out.columns
 
@@ -98,30 +100,26 @@ def test_secrets_stay_out_of_logs_summary_and_mlflow(spark, tiny_model, tmp_path
     assert KEY in json.dumps(cfg.spark.conf)  # the config really holds it
     with caplog.at_level(logging.INFO):
         summary = score_table(spark, cfg)
-    run = mlflow.get_run(summary["mlflow_run_id"])
+    run = mlflow.get_run(summary.mlflow_run_id)
     logged = mlflow.artifacts.load_text(f"runs:/{run.info.run_id}/summary.json")
     everything = "\n".join(
-        [caplog.text, json.dumps(summary), json.dumps(run.data.params), json.dumps(run.data.tags), logged]
+        [caplog.text, json.dumps(summary.as_dict()), json.dumps(run.data.params), json.dumps(run.data.tags), logged]
     )
     assert SECRET not in everything and KEY not in everything
     assert run.data.params["cfg.spark.conf"] == str({"fs.azure.account.key.acct.dfs.core.windows.net": "***"})
 
 
-def test_job_error_lines_mask_secrets(tmp_path):
-    code = (
-        "import os, sys\n"
-        "from spark_sentiment.cli import run_job\n"
-        "from spark_sentiment.config.score import ScoreJobConfig\n"
-        "from spark_sentiment.errors import DataError\n"
-        "def body(cfg):\n"
-        "    token = os.environ['MLFLOW_TRACKING_TOKEN']\n"
-        "    raise DataError(f'cannot reach https://admin:{token}@store.example.com/x (token {token})')\n"
-        "sys.exit(run_job(sys.argv[1:], ScoreJobConfig, None, body, 'test'))\n"
-    )
-    paths = ["--set", "input.path=/in", "--set", "output.path=/out"]
-    result = run_cli([PYTHON, "-c", code, *paths], env={"MLFLOW_TRACKING_TOKEN": SECRET})
-    assert result.returncode == 2 and SECRET not in result.stdout + result.stderr
-    assert result.stderr.strip().splitlines()[-1] == "error: cannot reach https://***@store.example.com/x (token ***)"
+def test_job_error_lines_mask_secrets(monkeypatch, capsys):
+    monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", SECRET)
+
+    def body(cfg):
+        token = os.environ["MLFLOW_TRACKING_TOKEN"]
+        raise DataError(f"cannot reach https://admin:{token}@store.example.com/x (token {token})")
+
+    code = run_job(["--set", "input.path=/in", "--set", "output.path=/out"], ScoreJobConfig, None, body, "test")
+    captured = capsys.readouterr()
+    assert code == 2 and SECRET not in captured.out + captured.err
+    assert captured.err.strip().splitlines()[-1] == "error: cannot reach https://***@store.example.com/x (token ***)"
 
 
 def test_no_code_path_enables_remote_code():

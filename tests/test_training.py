@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import json
-import os
-
 import mlflow
 import pytest
-from conftest import IMDB, labeled_rows, run_cli
+from conftest import MINILM, labeled_rows
 from mlflow.tracking import MlflowClient
 from spark_sentiment.config import load_config
-from spark_sentiment.config.train import TrainJobConfig
-from spark_sentiment.errors import DataError
+from spark_sentiment.core.errors import DataError
+from spark_sentiment.training.config import TrainJobConfig
 from spark_sentiment.training.trainer import train_and_register
 
 LONG_REVIEW = " ".join(["This film was a slow, strange and ultimately rewarding experience."] * 60)  # ~600 tokens
@@ -88,41 +85,19 @@ def test_label_value_7_fails_and_registers_nothing(spark, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not (IMDB / "train.parquet").exists(), reason="needs IMDB parquet beside the repo")
-def test_spark_submit_fine_tunes_real_minilm_on_imdb_and_registers(tmp_path):
-    """The acceptance command, with the packaged MiniLM on real IMDB reviews (a few steps, shorter reviews)."""
-    store = f"sqlite:///{tmp_path}/mlflow.db"
-    result = run_cli(
-        [
-            "./spark-submit.sh",
-            "jobs/train.py",
-            "--set",
-            "data.train_rows=200",
-            "--set",
-            "data.eval_rows=50",
-            "--set",
-            "train.max_steps=5",
-            "--set",
-            "train.max_length=128",
-            "--set",
-            "registry.name=MiniLMSmoke",
-        ],
-        env={"MLFLOW_TRACKING_URI": store, "SPARK_SENTIMENT_DATA": str(tmp_path / "data"), "IMDB_DATA": str(IMDB)},
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    summary = json.loads(result.stdout.strip().splitlines()[-1])
-    assert summary["model_uri"] == "models:/MiniLMSmoke/1"
-    assert (summary["train_rows"], summary["eval_rows"]) == (200, 50)
-    assert 0.0 <= summary["metrics"]["accuracy"] <= 1.0
-    mlflow.set_tracking_uri(store)
-    mlflow.set_registry_uri(store)
-    try:
-        pipe = mlflow.transformers.load_model("models:/MiniLMSmoke@candidate", truncation=True)
-        assert pipe.model.config.num_hidden_layers == 6 and pipe.model.config.hidden_size == 384  # MiniLM-L6
-        assert pipe(LONG_REVIEW)[0]["label"] in ("NEGATIVE", "POSITIVE")
-    finally:
-        mlflow.set_tracking_uri(os.environ["MLFLOW_TRACKING_URI"])  # back to the test session's store
-        mlflow.set_registry_uri(os.environ["MLFLOW_TRACKING_URI"])
+def test_training_entry_point_fine_tunes_real_minilm_on_imdb_and_registers(minilm_model):
+    """The training job's entry function (what jobs/train.py and spark-submit run), on the packaged MiniLM
+    and real IMDB reviews: a registered version that learned something and loads back as a pipeline."""
+    assert minilm_model["model_uri"] == f"models:/{MINILM}/1"
+    assert (minilm_model["train_rows"], minilm_model["eval_rows"]) == (1000, 200)
+    assert minilm_model["metrics"]["accuracy"] >= 0.7  # 0.765 when measured; chance is 0.5
+    assert minilm_model["examples"] == {
+        "I love this movie": "POSITIVE",
+        "this movie was the worst, boring!": "NEGATIVE",
+    }
+    pipe = mlflow.transformers.load_model(f"models:/{MINILM}@candidate", truncation=True)
+    assert pipe.model.config.num_hidden_layers == 6 and pipe.model.config.hidden_size == 384  # MiniLM-L6
+    assert pipe(LONG_REVIEW)[0]["label"] in ("NEGATIVE", "POSITIVE")
 
 
 @pytest.mark.slow
@@ -140,5 +115,6 @@ def test_torch_distributor_trains_on_two_local_processes_and_registers(spark, tm
     run = client.get_run(summary["run_id"])
     assert run.data.params["world_size"] == "2"
     assert len(client.get_metric_history(summary["run_id"], "loss")) == 4  # one point per step, from rank 0
+    assert summary["metrics"]["accuracy"] == run.data.metrics["final_accuracy"]
     assert client.get_model_version("DistSentiment", "1").run_id == summary["run_id"]
     assert set(summary["examples"].values()) <= {"NEGATIVE", "POSITIVE"}

@@ -1,6 +1,7 @@
 """Airflow DAG: weekly train -> evaluate (champion/challenger), daily incremental scoring.
 
-Copy this file to the DAGs folder of an Airflow with ``apache-airflow-providers-apache-spark``; set the
+Copy this file to the DAGs folder of an Airflow with ``apache-airflow-providers-apache-spark`` and this
+project installed (``pip install spark-sentiment``: the DAG reads Delta's Spark settings from it); set the
 ``SPARK_SENTIMENT_HOME`` variable to the checkout and the ``spark_default`` connection to the cluster.
 The evaluation task is skipped, not failed, when the candidate does not beat the champion (exit code 3).
 """
@@ -14,8 +15,10 @@ from airflow.models import Variable
 from airflow.operators.bash import BashOperator
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
 
+# The Delta jars and confs the jobs need, from the one place the library keeps them (no pyspark import).
+from spark_sentiment.core.spark_conf import DELTA_CONF, delta_maven_coordinate
+
 HOME = Variable.get("SPARK_SENTIMENT_HOME", default_var="/opt/spark-sentiment")
-DELTA = "io.delta:delta-spark_4.2_2.13:4.4.0"
 DEFAULTS = {"retries": 2, "retry_delay": timedelta(minutes=5)}
 
 with DAG(
@@ -51,11 +54,8 @@ with DAG(
         task_id="score",
         application=f"{HOME}/jobs/score.py",
         py_files=f"{HOME}/data/dist/spark_sentiment.zip",
-        packages=DELTA,
-        conf={
-            "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
-            "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
-        },
+        packages=delta_maven_coordinate(),
+        conf=dict(DELTA_CONF),
         application_args=["--config", f"{HOME}/conf/score.yaml", "--set", "output.mode=incremental"],
         do_xcom_push=True,
     )

@@ -16,7 +16,7 @@ from typing import Any, Iterable, Literal, TypeVar, Union, get_args, get_origin,
 
 import yaml
 
-from ..errors import ConfigError
+from ..core.errors import ConfigError
 
 T = TypeVar("T")
 

@@ -13,7 +13,7 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
-from ..errors import ModelError
+from ..core.errors import ModelError
 
 EMBEDDED = "embedded:all-MiniLM-L6-v2"
 TINY_RANDOM = "tiny-random"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -10,10 +9,10 @@ import mlflow
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from ..errors import ModelError
+from ..core.errors import ModelError
+from .uri import parse_model_uri
 
 CHAMPION = "champion"
-_MODELS_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<version>[^/]+))?$")
 
 
 @dataclass(frozen=True)
@@ -43,33 +42,24 @@ def set_aliases(name: str, version: str, alias: str, champion_if_missing: bool) 
     return aliases
 
 
-def _check_name(name: str, uri: str) -> None:
-    if "'" in name or "\\" in name:
-        raise ModelError(f"model URI {uri}: invalid registered model name {name!r}")
-
-
 def resolve_model(uri: str) -> ResolvedModel:
-    """Resolve ``uri`` once, on the driver, to a concrete version.
-
-    Accepts ``models:/Name@alias``, ``models:/Name/<version>``, ``models:/Name/latest``, ``models:/m-<id>``,
-    ``runs:/<run_id>/<path>`` and local model folders.
+    """Resolve ``uri`` once, on the driver, to a concrete version (forms: :func:`uri.parse_model_uri`).
 
     Raises
     ------
     ModelError
         The model, version, alias, run or path does not exist (message names the URI).
     """
+    parsed = parse_model_uri(uri)
     client = MlflowClient()
-    match = _MODELS_URI.match(uri)
     try:
-        if match and match.group("name").startswith("m-") and not (match.group("alias") or match.group("version")):
-            mlflow.get_logged_model(match.group("name"))
+        if parsed.kind == "logged":
+            mlflow.get_logged_model(parsed.name)
             return ResolvedModel(uri, uri)
-        if match:
-            name, alias, version = match.group("name"), match.group("alias"), match.group("version")
-            _check_name(name, uri)
-            if alias:
-                found = client.get_model_version_by_alias(name, alias)
+        if parsed.kind == "registered":
+            name, version = parsed.name, parsed.version
+            if parsed.alias:
+                found = client.get_model_version_by_alias(name, parsed.alias)
             elif version is None or version == "latest":
                 versions = client.search_model_versions(f"name = '{name}'")
                 if not versions:
@@ -80,15 +70,28 @@ def resolve_model(uri: str) -> ResolvedModel:
             else:
                 raise ModelError(f"model URI {uri}: version must be a number, 'latest' or @alias")
             return ResolvedModel(uri, f"models:/{name}/{found.version}", name, str(found.version))
-        if uri.startswith("runs:/"):
-            run_id = uri.removeprefix("runs:/").split("/", 1)[0]
-            client.get_run(run_id)
+        if parsed.kind == "run":
+            client.get_run(parsed.run_id)
             return ResolvedModel(uri, uri)
     except MlflowException as exc:
         raise ModelError(f"model URI {uri} cannot be resolved: {exc.message.splitlines()[0]}") from exc
-    if "://" in uri or uri.startswith("models:"):
-        raise ModelError(f"model URI {uri}: unsupported scheme (use models:/, runs:/ or a local path)")
     path = Path(uri).expanduser()
     if not (path / "MLmodel").is_file():
         raise ModelError(f"model URI {uri}: no MLflow model (MLmodel file) at that path")
     return ResolvedModel(uri, str(path.resolve()))
+
+
+def training_run_id(resolved: ResolvedModel) -> str | None:
+    """The MLflow run that produced the model (registry version, ``runs:/`` or ``models:/m-<id>``); None for
+    local folders and when the registry cannot say."""
+    parsed = parse_model_uri(resolved.uri)
+    try:
+        if parsed.kind == "registered" and resolved.version:
+            return MlflowClient().get_model_version(parsed.name, resolved.version).run_id
+        if parsed.kind == "run":
+            return parsed.run_id
+        if parsed.kind == "logged":
+            return mlflow.get_logged_model(parsed.name).source_run_id
+    except MlflowException:
+        return None
+    return None

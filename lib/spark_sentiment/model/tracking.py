@@ -8,8 +8,8 @@ from urllib.parse import urlparse
 
 import mlflow
 
-from ..config.common import MlflowSection
-from ..paths import data_dir
+from ..config.sections import MlflowSection
+from ..core.paths import data_dir
 
 
 def tracking_uri(section: MlflowSection | None = None) -> str:

@@ -14,6 +14,7 @@ Two ways to find them, both ending in one MERGE on the key columns:
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,8 +22,16 @@ from pyspark.errors import AnalysisException
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from ..data.snapshot import InputTable
-from ..names import quote
+from ..core.names import quote
+from ..inference.engines import ScoreFn
+from ..io.delta import CommitTag, WriteResult, delta_table, last_tag, target_exists, write_scored
+from ..io.snapshot import Snapshot
+from ..io.tables import TableRef
+from ..model.registry import ResolvedModel
+from .config import ScoreJobConfig
+from .hooks import WriteHooks, write_through
+from .rows import score_rows
+from .stats import RunStats
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +68,7 @@ def _key_comparison(
     return upserts, gone
 
 
-def _changed_keys(table: InputTable, start: int, keys: list[str]) -> DataFrame | None:
+def _changed_keys(table: Snapshot, start: int, keys: list[str]) -> DataFrame | None:
     """Distinct keys touched by input commits ``start..table.version``; None when the feed cannot serve it
     (not enabled at ``start``, or its files were vacuumed)."""
     changes = table.read_changes(start)
@@ -77,7 +86,7 @@ def _changed_keys(table: InputTable, start: int, keys: list[str]) -> DataFrame |
 
 
 def plan_incremental(
-    table: InputTable,
+    table: Snapshot,
     snapshot: DataFrame,
     output: DataFrame | None,
     previous: dict[str, Any] | None,
@@ -112,3 +121,53 @@ def plan_incremental(
                 return Plan("change_data_feed", upserts, gone if deletes == "delete" else None, previous_version)
     upserts, gone = _key_comparison(snapshot, output, keys, model, rescore, deletes)
     return Plan("key_comparison", upserts, gone, previous_version)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One incremental attempt: how the work was found, what was scored and what was written."""
+
+    method: str
+    previous_input_version: int | None
+    stats: RunStats | None = None
+    write: WriteResult | None = None  # None: nothing to write (up to date, or nothing changed)
+
+
+def txn_version(previous: dict[str, Any] | None) -> int:
+    """Delta txnVersion of an incremental commit: above the last one we recorded, and above a wall-clock
+    floor so it still increases if the history that recorded it has expired."""
+    recorded = (previous or {}).get("txn_version")
+    last = int(recorded) if recorded is not None else -1
+    return max(last + 1, int(time.time() * 1000))
+
+
+def run_incremental(
+    cfg: ScoreJobConfig,
+    table: Snapshot,
+    score: ScoreFn,
+    resolved: ResolvedModel,
+    target: TableRef,
+    app_id: str,
+    hooks: WriteHooks,
+) -> Outcome:
+    """Plan, score and write one incremental run (the caller re-runs it from scratch after a conflict)."""
+    spark = table.spark
+    previous = last_tag(spark, target, app_id)
+    output = delta_table(spark, target).toDF() if target_exists(spark, target) else None
+    keys = cfg.input.key_columns
+    plan = plan_incremental(
+        table, table.read(), output, previous, keys, resolved.label, cfg.output.rescore, cfg.output.deletes
+    )
+    if plan.upserts is None:
+        return Outcome(plan.method, plan.previous_version)
+    deletes = plan.deletes.localCheckpoint(eager=True) if plan.deletes is not None else None
+    to_delete = deletes.count() if deletes is not None else 0
+    scored, stats = score_rows(plan.upserts, score, resolved.label, cfg.input.text_columns, cfg.score.partitions)
+    log.info("%s: %d rows scored, %d keys to delete (%s)", table.describe(), stats.rows, to_delete, plan.method)
+    if stats.rows == 0 and to_delete == 0:
+        return Outcome(plan.method, plan.previous_version, stats)
+    state = {"mode": "incremental", "source_version": table.version, "model": resolved.label}
+    tag = CommitTag(app_id, txn_version(previous), state)
+    gone = deletes if to_delete else None
+    write = write_through(hooks, target, lambda: write_scored(scored, target, "incremental", keys, tag, gone))
+    return Outcome(plan.method, plan.previous_version, stats, write)

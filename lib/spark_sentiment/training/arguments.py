@@ -7,7 +7,7 @@ from typing import Any
 import torch
 from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
 
-from ..config.train import TrainSection
+from .config import TrainSection
 from .metrics import classification_metrics
 
 

@@ -15,31 +15,42 @@ from typing import Any
 
 import numpy as np
 
+from ..model.base import load_base
+from .fit import Fitted
+
 log = logging.getLogger(__name__)
 
 
 def _process_main(cfg: Any, train: dict[str, list], evaluation: dict[str, list]) -> dict[str, Any] | None:
-    """One torchrun process; only rank 0 returns (its return value is what the distributor hands back)."""
+    """One torchrun process; returns rank 0's weights, curves and eval predictions (every rank the same)."""
     import torch
     from datasets import Dataset
     from safetensors.torch import save
 
-    from spark_sentiment.training.trainer import fit
+    from spark_sentiment.training.fit import fit
 
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if not torch.cuda.is_available():
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // world))  # processes share the node's cores
     fitted = fit(cfg, Dataset.from_dict(train), Dataset.from_dict(evaluation), report_to=[])
-    if int(os.environ.get("RANK", "0")) != 0:
-        return None
-    weights = {k: v.detach().cpu().contiguous() for k, v in fitted.model.state_dict().items()}
-    return {
-        "weights": save(weights),
-        "log_history": fitted.log_history,
-        "logits": np.asarray(fitted.logits).tolist(),
-        "metrics": fitted.metrics,
-        "world_size": world,
-    }
+    payload = None
+    if int(os.environ.get("RANK", "0")) == 0:
+        weights = {k: v.detach().cpu().contiguous() for k, v in fitted.model.state_dict().items()}
+        payload = {
+            "weights": save(weights),
+            "log_history": fitted.log_history,
+            "logits": np.asarray(fitted.logits).tolist(),
+            "metrics": fitted.metrics,
+            "world_size": world,
+        }
+    # In local mode every process pickles its return value to the SAME output file and the last writer
+    # wins; a rank that returned None there replaced rank 0's weights now and then (the intermittent
+    # "None" result). Every rank returns rank 0's payload, so whichever writes last writes the same thing.
+    if world > 1 and torch.distributed.is_available() and torch.distributed.is_initialized():
+        box = [payload]
+        torch.distributed.broadcast_object_list(box, src=0)
+        payload = box[0]
+    return payload
 
 
 def fit_distributed(cfg: Any, train_ds: Any, eval_ds: Any):
@@ -49,9 +60,6 @@ def fit_distributed(cfg: Any, train_ds: Any, eval_ds: Any):
     from pyspark.ml.torch.distributor import TorchDistributor
     from pyspark.sql import SparkSession
     from safetensors.torch import load
-
-    from ..model.base import load_base
-    from .trainer import Fitted
 
     if cfg.train.distributed_local_mode:
         use_gpu = torch.cuda.is_available()
@@ -67,6 +75,8 @@ def fit_distributed(cfg: Any, train_ds: Any, eval_ds: Any):
         use_gpu,
     )
     result = distributor.run(_process_main, cfg, train_ds.to_dict(), eval_ds.to_dict())
+    if not result:
+        raise RuntimeError("TorchDistributor returned no result from rank 0 (see the processes' log above)")
     model, tokenizer = load_base(cfg.model.base, cfg.model.labels, cfg.train.max_length, cfg.train.seed)
     model.load_state_dict(load(result["weights"]))
     for entry in result["log_history"]:  # the per-step curves the Trainer callback would have logged

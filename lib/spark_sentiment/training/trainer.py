@@ -3,24 +3,21 @@
 from __future__ import annotations
 
 import logging
-import tempfile
 import time
-from dataclasses import dataclass
 from typing import Any
 
 import mlflow
 import numpy as np
-from datasets import Dataset
 from pyspark.sql import SparkSession
 
-from ..config import to_flat_dict
-from ..config.train import TrainJobConfig
-from ..data.labeled import TrainingSources, load_training_data
-from ..evaluation import distributions, plots
+from ..config.loader import to_flat_dict
+from ..core.redaction import config_params, scrub
 from ..model import flavor, registry, tracking
-from ..model.base import load_base
-from ..redaction import config_params, scrub
-from .arguments import build_trainer
+from ..monitoring import distributions, plots
+from .config import TrainJobConfig
+from .data import TrainingSources, load_training_data
+from .distributed import fit_distributed
+from .fit import fit
 
 log = logging.getLogger(__name__)
 
@@ -35,34 +32,6 @@ def _log_monitoring(log_history: list[dict], logits: np.ndarray, labels: list[st
     predicted = [labels[i] for i in probabilities.argmax(axis=1)]
     reference = distributions.from_arrays(predicted, probabilities.max(axis=1))
     mlflow.log_dict(reference, distributions.REFERENCE_ARTIFACT)
-
-
-@dataclass
-class Fitted:
-    """What training hands to logging and registration (from this process or from rank 0 of several)."""
-
-    model: Any
-    tokenizer: Any
-    log_history: list[dict]
-    logits: np.ndarray
-    metrics: dict[str, float]
-
-
-def fit(cfg: TrainJobConfig, train_ds: Dataset, eval_ds: Dataset, report_to: list[str]) -> Fitted:
-    """Tokenize, train with the HF Trainer and predict the eval set. Under torchrun (TorchDistributor) the
-    Trainer runs data-parallel across the processes by itself."""
-    model, tokenizer = load_base(cfg.model.base, cfg.model.labels, cfg.train.max_length, cfg.train.seed)
-
-    def tokenize(batch: dict[str, list]) -> dict[str, list]:
-        return tokenizer(batch["text"], truncation=True, max_length=tokenizer.model_max_length)
-
-    train_tok = train_ds.map(tokenize, batched=True, remove_columns=["text"])
-    eval_tok = eval_ds.map(tokenize, batched=True, remove_columns=["text"])
-    with tempfile.TemporaryDirectory(prefix="spark-sentiment-train-") as output_dir:
-        trainer = build_trainer(cfg.train, model, tokenizer, train_tok, eval_tok, output_dir, report_to)
-        trainer.train()
-        final = trainer.predict(eval_tok, metric_key_prefix="eval")
-    return Fitted(trainer.model, tokenizer, trainer.state.log_history, final.predictions, final.metrics)
 
 
 def train_and_register(
@@ -95,8 +64,6 @@ def train_and_register(
         fit_started = time.perf_counter()
         phases["tracking_seconds"] = fit_started - started - phases["data_seconds"]  # store, run, params
         if cfg.train.num_processes > 1:
-            from .distributed import fit_distributed
-
             fitted = fit_distributed(cfg, train_ds, eval_ds)
         else:
             # The run is ours (started above), so Trainer's MLflow callback logs into it and does not end it.

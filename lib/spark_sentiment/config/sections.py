@@ -1,0 +1,69 @@
+"""Config sections and checks shared by the jobs: MLflow, Spark, how a model scores, table names."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal, Optional
+
+from ..core.names import is_table_identifier
+from .loader import option, require
+
+
+@dataclass
+class MlflowSection:
+    tracking_uri: Optional[str] = option(
+        None,
+        "MLflow tracking/registry URI. Unset: $MLFLOW_TRACKING_URI, else a local SQLite store under the data dir.",
+    )
+    experiment: str = option("sentiment-training", "MLflow experiment that receives the job's run.")
+
+    def validate(self, prefix: str) -> None:
+        require(bool(self.experiment.strip()), f"{prefix}experiment", "must not be empty")
+
+
+@dataclass
+class SparkSection:
+    app_name: str = option("spark-sentiment", "Spark application name (kept if spark-submit already set one).")
+    conf: dict[str, Any] = option({}, "Extra Spark confs, applied only where spark-submit/cluster set none.")
+
+
+def require_table_name(key: str, value: Optional[str]) -> None:
+    """Refuse anything but a plain identifier up front: a table name can never smuggle SQL in."""
+    require(
+        value is None or is_table_identifier(value),
+        key,
+        f"must be a table name like name, db.name or catalog.db.name (got {value!r})",
+    )
+
+
+def require_one_of(prefix: str, path: Optional[str], table: Optional[str]) -> None:
+    require(
+        bool(path) != bool(table),
+        f"{prefix}path",
+        f"or {prefix}table: set exactly one (got path={path!r}, table={table!r})",
+    )
+
+
+@dataclass
+class ScoreSection:
+    batch_size: int = option(32, "Rows per forward pass (native engine); Arrow batches are re-batched to this.")
+    max_tokens: Optional[int] = option(
+        None, "Cap on padded tokens per forward pass (batches sized by tokens, not rows); null = rows only."
+    )
+    partitions: Optional[int] = option(
+        None,
+        "Repartition the input into N partitions before scoring; null: raise to spark.default.parallelism if below.",
+    )
+    max_length: Optional[int] = option(None, "Token limit; null = the model's (its tokenizer's model_max_length).")
+    threads: Optional[int] = option(None, "torch threads per Python worker; null = spark.task.cpus.")
+    device: Literal["auto", "cpu", "cuda"] = option("auto", "auto: the GPU Spark assigned to the task, else CPU.")
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = option(
+        "auto", "auto: bf16 (or fp16) on GPU, fp32 on CPU. bf16 on CPU is faster but not bit-identical."
+    )
+
+    def validate(self, prefix: str) -> None:
+        require(1 <= self.batch_size <= 4096, f"{prefix}batch_size", f"must be in [1, 4096], got {self.batch_size}")
+        require(self.partitions is None or self.partitions > 0, f"{prefix}partitions", "must be positive or null")
+        require(self.max_tokens is None or self.max_tokens >= 8, f"{prefix}max_tokens", "must be >= 8 or null")
+        require(self.max_length is None or self.max_length >= 8, f"{prefix}max_length", "must be >= 8 or null")
+        require(self.threads is None or self.threads > 0, f"{prefix}threads", "must be positive or null")

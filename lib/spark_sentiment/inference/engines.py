@@ -1,0 +1,146 @@
+"""Two scoring engines with one contract: a function ``text column -> struct<label string, score float>``.
+
+* ``native``: an iterator pandas UDF; a predictor factory (by default :class:`predictor.Predictor`) builds
+  the model once per Python worker from the package Spark shipped (SparkFiles), kept in a bounded LRU
+  cache, and each Arrow batch is re-batched by length.
+* ``mlflow``: ``mlflow.pyfunc.spark_udf`` over the registered pipeline, the path MLflow users know.
+
+Rows that are not scorable (null, empty, whitespace) get null label and score under both engines. Invalid
+UTF-8 byte sequences (Spark strings are not validated) are replaced by U+FFFD before scoring, so a broken
+byte never fails a task; the stored text is left as it was.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Iterator
+
+import pandas as pd
+from pyspark.sql import Column, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.functions import pandas_udf
+from pyspark.sql.types import FloatType, StringType, StructField, StructType
+
+from ..config.sections import ScoreSection
+from ..model.registry import ResolvedModel
+from .package import ModelPackage, build_package, ship, verify
+from .predictor import Predictor, PredictorFactory, PredictorOptions
+from .text_policy import scorable
+
+RESULT_TYPE = StructType([StructField("label", StringType()), StructField("score", FloatType())])
+ScoreFn = Callable[[Column], Column]
+
+
+def _worker_model_dir(archive_name: str) -> str:
+    """Where Spark unpacked the package on this executor."""
+    from pyspark import SparkFiles
+
+    return SparkFiles.get(archive_name)
+
+
+def _task_gpu() -> str | None:
+    """The GPU address Spark assigned to the running task (``spark.task.resource.gpu.amount``), if any."""
+    from pyspark import TaskContext
+
+    context = TaskContext.get()
+    if context is None:
+        return None
+    gpus = context.resources().get("gpu")
+    return gpus.addresses[0] if gpus and gpus.addresses else None
+
+
+def _task_threads(options: PredictorOptions) -> PredictorOptions:
+    """torch threads = ``spark.task.cpus`` unless configured, so concurrent tasks don't oversubscribe cores."""
+    from dataclasses import replace
+
+    from pyspark import TaskContext
+
+    if options.threads is not None:
+        return options
+    context = TaskContext.get()
+    return replace(options, threads=int(context.cpus()) if context is not None else None)
+
+
+def native_udf(package: ModelPackage, options: PredictorOptions, factory: PredictorFactory = Predictor):
+    """The native engine's pandas UDF. Its closure holds only small, picklable values: the package's name,
+    the options and the factory (a module-level callable, pickled by reference)."""
+    archive_name = package.archive_name
+
+    @pandas_udf(RESULT_TYPE)  # type: ignore[call-overload]
+    def predict(batches: Iterator[pd.Series]) -> Iterator[pd.DataFrame]:
+        from spark_sentiment.inference.predictor import cached_predictor
+
+        predictor = cached_predictor(_worker_model_dir(archive_name), _task_threads(options), _task_gpu(), factory)
+        for texts in batches:
+            yield predictor.predict(texts)
+
+    return predict
+
+
+def predictor_options(score: ScoreSection, allow_pickle_weights: bool = False) -> PredictorOptions:
+    """How workers run the model, from the ``score`` config section (scoring and evaluation jobs)."""
+    return PredictorOptions(
+        batch_size=score.batch_size,
+        max_tokens=score.max_tokens,
+        max_length=score.max_length,
+        threads=score.threads,
+        device=score.device,
+        precision=score.precision,
+        allow_pickle_weights=allow_pickle_weights,
+    )
+
+
+def checked_package(resolved: ResolvedModel, allow_pickle_weights: bool = False) -> ModelPackage:
+    """The model's package, with weights checked (safetensors only unless allowed) and a load test on the
+    driver (once per process), so a broken or unsafe model fails before any data is read."""
+    package = build_package(resolved, allow_pickle_weights=allow_pickle_weights)
+    verify(package, allow_pickle_weights)
+    return package
+
+
+def shipped_native_udf(
+    spark: SparkSession, resolved: ResolvedModel, options: PredictorOptions, factory: PredictorFactory = Predictor
+):
+    """Package ``resolved`` once on the driver, ship it to the executors, and return the native UDF."""
+    package = checked_package(resolved, options.allow_pickle_weights)
+    ship(spark, package)
+    return native_udf(package, options, factory)
+
+
+def mlflow_udf(spark: SparkSession, resolved: ResolvedModel):
+    """``mlflow.pyfunc.spark_udf`` returning ``struct<label, score>`` (artifacts shipped by MLflow)."""
+    import mlflow
+
+    udf = mlflow.pyfunc.spark_udf(
+        spark, model_uri=resolved.uri, result_type="label string, score double", env_manager="local"
+    )
+
+    def apply(column: Column) -> Column:
+        # The pipeline cannot take null; feed a placeholder and null the result where the text is not scorable.
+        result = udf(F.when(scorable(column), column).otherwise(F.lit(".")))
+        return F.struct(result["label"].alias("label"), result["score"].cast("float").alias("score"))
+
+    return apply
+
+
+def scoring_function(
+    spark: SparkSession,
+    resolved: ResolvedModel,
+    engine: str,
+    options: PredictorOptions,
+    factory: PredictorFactory = Predictor,
+) -> ScoreFn:
+    """Build the engine once on the driver; returns ``column -> struct<label, score>``.
+
+    ``factory`` builds the native engine's per-worker predictor (the mlflow engine loads MLflow's pyfunc).
+    """
+    if engine == "mlflow":
+        checked_package(resolved, options.allow_pickle_weights)  # same weight policy for both engines
+        raw = mlflow_udf(spark, resolved)
+    else:
+        raw = shipped_native_udf(spark, resolved, options, factory)
+
+    def score(column: Column) -> Column:
+        text = F.make_valid_utf8(column)
+        return F.when(scorable(text), raw(text))
+
+    return score

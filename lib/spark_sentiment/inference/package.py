@@ -1,0 +1,153 @@
+"""Driver side of the native engine: turn a resolved MLflow model into a package that Spark ships.
+
+The package is a zip (``model/``, ``tokenizer/``, ``sentiment_meta.json``) added with
+``SparkContext.addArchive``; executors find it unpacked under ``SparkFiles``, so they need neither the
+driver's filesystem nor access to the registry.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import mlflow
+import yaml
+from mlflow.exceptions import MlflowException
+from pyspark.sql import SparkSession
+
+from ..core.errors import ModelError
+from ..core.paths import data_dir
+from ..model.registry import ResolvedModel
+from .predictor import META_FILE
+
+
+@dataclass(frozen=True)
+class ModelPackage:
+    archive_name: str  # the zip's file name: unpacked under SparkFiles.get(archive_name) on executors
+    local_dir: Path  # unpacked copy on the driver
+    archive: Path  # the zip on the driver
+    id2label: dict[int, str]
+    max_length: int
+
+
+def _transformers_layout(root: Path, uri: str) -> tuple[Path, Path]:
+    mlmodel = root / "MLmodel"
+    if not mlmodel.is_file():
+        raise ModelError(f"model URI {uri}: no MLmodel file in its artifacts")
+    flavors = (yaml.safe_load(mlmodel.read_text()) or {}).get("flavors", {})
+    flavor = flavors.get("transformers")
+    if flavor is None:
+        raise ModelError(f"model URI {uri}: not a transformers model (flavors: {', '.join(flavors) or 'none'})")
+    model_dir = root / flavor.get("model_binary", "model")
+    tokenizer_dir = root / "components" / "tokenizer"
+    if not tokenizer_dir.is_dir():
+        tokenizer_dir = model_dir
+    if not (model_dir / "config.json").is_file():
+        raise ModelError(f"model URI {uri}: weights folder {model_dir.name}/ missing or incomplete")
+    return model_dir, tokenizer_dir
+
+
+def _check_weights(model_dir: Path, uri: str, allow_pickle: bool) -> None:
+    """Safetensors weights whose header reads back, or (only when allowed) pickle weights."""
+    from safetensors import SafetensorError, safe_open
+
+    tensors = sorted(model_dir.glob("*.safetensors"))
+    if not tensors:
+        if allow_pickle and any(model_dir.glob("*.bin")):
+            return
+        raise ModelError(
+            f"model URI {uri}: no safetensors weights in {model_dir.name}/ (pickle weights are refused; "
+            "set model.allow_pickle_weights=true only for a model you trust)"
+        )
+    for file in tensors:
+        try:
+            with safe_open(str(file), framework="pt") as weights:
+                weights.keys()
+        except (SafetensorError, OSError) as exc:
+            raise ModelError(f"model URI {uri}: weights file {file.name} is unreadable or corrupted: {exc}") from None
+
+
+def build_package(
+    resolved: ResolvedModel, cache_root: Path | None = None, allow_pickle_weights: bool = False
+) -> ModelPackage:
+    """Download the model once and lay out (and zip) the package; cached by the concrete URI.
+
+    Raises
+    ------
+    ModelError
+        Artifacts missing, not a transformers model, unreadable, or weights not in safetensors (unless
+        ``allow_pickle_weights``).
+    """
+    cache_root = cache_root or data_dir() / "model_cache"
+    digest = hashlib.sha256(resolved.uri.encode()).hexdigest()[:12]
+    safe = "".join(ch if ch.isalnum() else "_" for ch in resolved.label)[:60]
+    name = f"{safe}-{digest}"
+    target = cache_root / name
+    archive = cache_root / f"{name}.zip"
+    if not (target / META_FILE).is_file() or not archive.is_file():
+        cache_root.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=cache_root) as tmp:
+            try:
+                root = Path(mlflow.artifacts.download_artifacts(artifact_uri=resolved.uri, dst_path=tmp))
+            except (MlflowException, OSError) as exc:
+                raise ModelError(f"model URI {resolved.requested}: artifacts cannot be downloaded: {exc}") from exc
+            model_dir, tokenizer_dir = _transformers_layout(root, resolved.requested)
+            _check_weights(model_dir, resolved.requested, allow_pickle_weights)
+            staging = Path(tmp) / "package"
+            shutil.copytree(model_dir, staging / "model")
+            shutil.copytree(tokenizer_dir, staging / "tokenizer")
+            try:
+                config = json.loads((model_dir / "config.json").read_text())
+                tokenizer_config = json.loads((tokenizer_dir / "tokenizer_config.json").read_text())
+            except (OSError, ValueError) as exc:
+                raise ModelError(f"model URI {resolved.requested}: unreadable model config: {exc}") from None
+            positions = int(config.get("max_position_embeddings", 512))
+            meta = {
+                "model": resolved.label,
+                "id2label": config["id2label"],
+                "max_length": int(min(tokenizer_config.get("model_max_length", positions), positions)),
+                "max_position_embeddings": positions,
+            }
+            (staging / META_FILE).write_text(json.dumps(meta))
+            zipped = shutil.make_archive(str(Path(tmp) / name), "zip", staging)
+            shutil.rmtree(target, ignore_errors=True)
+            staging.replace(target)
+            Path(zipped).replace(archive)
+    _check_weights(target / "model", resolved.requested, allow_pickle_weights)
+    meta = json.loads((target / META_FILE).read_text())
+    id2label = {int(k): v for k, v in meta["id2label"].items()}
+    return ModelPackage(archive.name, target, archive, id2label, meta["max_length"])
+
+
+def ship(spark: SparkSession, package: ModelPackage) -> None:
+    """Make the package available to every executor (unpacked as ``SparkFiles.get(archive_name)``)."""
+    already = {Path(p).name for p in spark.sparkContext.listArchives}
+    if package.archive_name not in already:
+        spark.sparkContext.addArchive(str(package.archive))
+
+
+_VERIFIED: set[tuple[str, bool]] = set()
+
+
+def verify(package: ModelPackage, allow_pickle_weights: bool = False) -> None:
+    """Load the package on the driver and label one text, once per process: a model that cannot load
+    fails here with the model named, before any data is read, not as a task failure on every executor."""
+    key = (str(package.local_dir), allow_pickle_weights)
+    if key in _VERIFIED:
+        return
+    import pandas as pd
+
+    from .predictor import Predictor, PredictorOptions
+
+    try:
+        options = PredictorOptions(device="cpu", allow_pickle_weights=allow_pickle_weights)
+        Predictor(package.local_dir, options).predict(pd.Series(["a check that the model loads"]))
+    except ModelError:
+        raise
+    except Exception as exc:  # tokenizer/model files that transformers cannot parse
+        raise ModelError(f"model {package.archive_name}: cannot be loaded: {exc.__class__.__name__}: {exc}") from None
+    _VERIFIED.add(key)

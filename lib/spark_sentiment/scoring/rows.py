@@ -1,0 +1,29 @@
+"""Score a DataFrame once: spread it over the cluster's cores, label it, materialise it, count it."""
+
+from __future__ import annotations
+
+from pyspark.sql import DataFrame
+
+from ..inference.columns import label_columns
+from ..inference.engines import ScoreFn
+from .stats import RunStats, statistics
+
+
+def spread(df: DataFrame, partitions: int | None) -> DataFrame:
+    """Repartition to ``partitions``; by default only lift a table with fewer partitions than the cluster has
+    cores (a small or ``limit``-ed table is often one partition, which would score on one core)."""
+    if partitions:
+        return df.repartition(partitions)
+    cores = df.sparkSession.sparkContext.defaultParallelism
+    return df.repartition(cores) if df.rdd.getNumPartitions() < cores else df
+
+
+def score_rows(
+    df: DataFrame, score: ScoreFn, model_label: str, text_columns: list[str], partitions: int | None
+) -> tuple[DataFrame, RunStats]:
+    """Label ``df`` and materialise it: the model runs exactly once per row, whatever reads it after."""
+    scored = label_columns(spread(df, partitions), score, model_label, text_columns)
+    # A persisted plan is not enough: Delta's MERGE re-plans its source and missed the cache (3,000 rows were
+    # scored twice). A checkpoint cuts the lineage, so the write cannot re-run the model.
+    scored = scored.localCheckpoint(eager=True)
+    return scored, statistics(scored, text_columns)

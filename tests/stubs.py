@@ -1,0 +1,45 @@
+"""Predictor factories for tests, shipped to Spark's Python workers by value (see conftest).
+
+Any callable ``(model_dir, options, gpu_address) -> object with predict(Series) -> DataFrame`` can score:
+these stand in where a real model adds nothing, or wrap the real one to inject a fault.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+from spark_sentiment.inference.predictor import Predictor
+from spark_sentiment.inference.text_policy import scorable_mask
+
+POSITIVE_WORDS = ("love", "great", "wonderful", "brilliant", "excellent", "best", "beautiful")
+
+
+class KeywordPredictor:
+    """POSITIVE when the text holds a positive word, else NEGATIVE (score 0.9); null for blank text."""
+
+    def __init__(self, model_dir: str, options, gpu_address: str | None = None) -> None:
+        self.model_dir = model_dir
+
+    def predict(self, texts: pd.Series) -> pd.DataFrame:
+        valid = scorable_mask(texts)
+        positive = texts.fillna("").str.lower().str.contains("|".join(POSITIVE_WORDS))
+        labels = positive.map({True: "POSITIVE", False: "NEGATIVE"}).where(valid, None)
+        return pd.DataFrame({"label": labels.astype(object), "score": pd.Series(0.9, index=texts.index).where(valid)})
+
+
+@dataclass(frozen=True)
+class ExitOnceFactory:
+    """The real predictor, but the first Python worker to build one exits first (once per marker file),
+    as an OOM-killed or crashed worker looks to Spark."""
+
+    marker: str
+
+    def __call__(self, model_dir: str, options, gpu_address: str | None = None) -> Predictor:
+        try:
+            Path(self.marker).touch(exist_ok=False)
+        except FileExistsError:
+            return Predictor(model_dir, options, gpu_address)
+        os._exit(17)
