@@ -1,7 +1,7 @@
 """Write docs/configuration.md from the config dataclasses (their types, defaults and help texts).
 
-    .venv/bin/python docs/generate_configuration.py          # rewrite the file
-    .venv/bin/python docs/generate_configuration.py --check  # exit 1 if the file is stale (tests run this)
+.venv/bin/python docs/generate_configuration.py          # rewrite the file
+.venv/bin/python docs/generate_configuration.py --check  # exit 1 if the file is stale (tests run this)
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
     python tests/fault_job.py FAULT [--set key=value ...]
 
-FAULT is ``kill:before_write``, ``kill:during_write`` or ``kill:after_write`` (SIGKILL to the whole process
+FAULT is ``none``, ``kill:before_write``, ``kill:during_write`` or ``kill:after_write`` (SIGKILL to the whole process
 group, driver Python and JVM alike) or ``barrier:<dir>:<n>`` (wait before writing until ``n`` jobs are
 there). The faults live here, in the tests, and reach the job through its write hooks.
 """
@@ -60,6 +60,8 @@ def barrier(folder: str, parties: int) -> None:
 
 def hooks_for(fault: str) -> WriteHooks:
     kind, _, argument = fault.partition(":")
+    if fault == "none":
+        return WriteHooks()
     if fault == "kill:before_write":
         return WriteHooks(before_write=lambda target: kill())
     if fault == "kill:during_write":

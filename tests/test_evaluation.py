@@ -107,7 +107,7 @@ def test_drift_flag_fires_on_skewed_input_and_stays_quiet_on_balanced(spark, ver
             ],
         )
         summaries[name] = score_table(spark, cfg)
-    print({k: v["drift"] for k, v in summaries.items()})
+    print({k: v.drift for k, v in summaries.items()})
     assert summaries["balanced"].drifted is False
     assert summaries["negative"].drifted is True
     assert summaries["negative"].drift["text"]["label_psi"] > 0.2

@@ -88,7 +88,7 @@ class Predictor:
     Parameters
     ----------
     model_dir
-        A model package folder (see :mod:`scoring.package`): ``model/``, ``tokenizer/``, ``sentiment_meta.json``.
+        A model package folder (see :mod:`inference.package`): ``model/``, ``tokenizer/``, ``sentiment_meta.json``.
     options
         Batch size, token limit, threads, device and precision.
     gpu_address

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import torch
@@ -24,7 +25,13 @@ def precision_flags(train: TrainSection) -> dict[str, bool]:
 def training_arguments(train: TrainSection, output_dir: str, report_to: list[str] | None = None) -> TrainingArguments:
     """The seed recipe's TrainingArguments (transformers 5 names), filled from the config."""
     report_to = ["mlflow"] if report_to is None else report_to
+    on_cpu = not torch.cuda.is_available()
+    # Under torchrun on CPU (TorchDistributor without GPUs), accelerate only sets up DDP with use_cpu and
+    # gloo; without them every process trained alone on all rows ("parallel_mode != DISTRIBUTED").
+    several = int(os.environ.get("WORLD_SIZE", "1")) > 1
     return TrainingArguments(
+        use_cpu=on_cpu,
+        ddp_backend="gloo" if on_cpu and several else None,
         output_dir=output_dir,
         learning_rate=train.learning_rate,
         warmup_steps=train.warmup_ratio,  # a float < 1 is a ratio of the total steps in transformers 5
