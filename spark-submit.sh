@@ -5,7 +5,7 @@
 # package and confs, and runs on $SPARK_MASTER (default local[*]).
 #   SPARK_MASTER            e.g. spark://host:7077, yarn, k8s://https://... (default local[*])
 #   SPARK_SUBMIT_OPTS_EXTRA extra spark-submit options, word-split (e.g. "--executor-memory 4g --num-executors 4")
-#   SPARK_SENTIMENT_DATA    local state: warehouse, metastore, MLflow store (default <repo>/data)
+#   SPARK_SENTIMENT_DATA    local state: warehouse + metastore (local masters only), MLflow store (default <repo>/data)
 #   PYTHON                  interpreter with the project installed (default <repo>/.venv/bin/python)
 set -euo pipefail
 
@@ -45,12 +45,19 @@ tmp.replace(target)
 PYZIP
 
 # Delta's jars and confs, from the one place the library keeps them (spark_sentiment.core.spark_conf).
-mapfile -t delta_args < <("$PY" -m spark_sentiment.core.spark_conf)
+# A local master also gets a local catalog (warehouse + Derby metastore under $SPARK_SENTIMENT_DATA); any
+# other master keeps the cluster's own catalog (hive-site.xml, spark-defaults.conf). --conf options in
+# SPARK_SUBMIT_OPTS_EXTRA come later on the command line and win over both.
+master="${SPARK_MASTER:-local[*]}"
+case "$master" in
+  local*) mapfile -t delta_args < <("$PY" -m spark_sentiment.core.spark_conf --local "$SPARK_SENTIMENT_DATA") ;;
+  *) mapfile -t delta_args < <("$PY" -m spark_sentiment.core.spark_conf) ;;
+esac
 java_opts="-Dlog4j2.configurationFile=file:$ROOT/conf/log4j2.properties -Dderby.system.home=$SPARK_SENTIMENT_DATA"
 
 # shellcheck disable=SC2086  # SPARK_SUBMIT_OPTS_EXTRA is word-split on purpose
 exec "$(dirname "$PY")/spark-submit" \
-  --master "${SPARK_MASTER:-local[*]}" \
+  --master "$master" \
   "${delta_args[@]}" \
   --py-files "$zip" \
   --driver-java-options "$java_opts" \

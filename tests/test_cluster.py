@@ -2,40 +2,25 @@
 
 The job is submitted with spark-submit.sh; executors are separate JVM/Python processes and receive the
 model package through Spark (SparkFiles), which the test checks in the workers' own work folders.
-A second spark-submit (a new session) then queries the scored table through the catalog with SQL.
+The cluster's catalog (a Hive metastore and warehouse given as confs, as spark-defaults.conf or
+hive-site.xml would) is the one the job uses. A second spark-submit (a new session, local master, same
+catalog confs) then queries the scored table through that catalog with SQL.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import time
 from pathlib import Path
 
 import pyspark
 import pytest
-from conftest import ROWS_FOR_CLUSTER, run_cli
+from conftest import ROWS_FOR_CLUSTER, free_port, run_cli, wait_for_port
 
 pytestmark = pytest.mark.slow
 SPARK_CLASS = str(Path(pyspark.__file__).parent / "bin" / "spark-class")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for_port(port: int, timeout: float = 90) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.5)
-    raise TimeoutError(f"nothing listening on 127.0.0.1:{port}")
 
 
 @pytest.fixture()
@@ -105,12 +90,21 @@ def test_score_on_standalone_cluster_then_query_from_new_session(spark, tiny_mod
     master, workers = standalone_cluster
     source = str(tmp_path / "reviews")
     spark.createDataFrame(ROWS_FOR_CLUSTER, "id int, body string").write.format("delta").save(source)
-    data = tmp_path / "job-data"  # the jobs' own warehouse + metastore (the test session holds its own)
+    data = tmp_path / "job-data"  # the jobs' local state; their catalog is the "cluster's" below
+    # The cluster's own metastore and warehouse, as spark-defaults.conf or hive-site.xml would give them:
+    # the job must use them, not fill in a local catalog of its own.
+    foreign = tmp_path / "cluster-catalog"
+    catalog = (
+        "--conf spark.sql.catalogImplementation=hive "
+        f"--conf spark.sql.warehouse.dir={foreign / 'warehouse'} "
+        "--conf spark.hadoop.javax.jdo.option.ConnectionURL="
+        f"jdbc:derby:;databaseName={foreign / 'metastore'};create=true"
+    )
     env = {
         "SPARK_MASTER": master,
         "SPARK_SENTIMENT_DATA": str(data),
         "SPARK_LOCAL_IP": "127.0.0.1",
-        "SPARK_SUBMIT_OPTS_EXTRA": "--conf spark.executor.memory=1g --conf spark.cores.max=2",
+        "SPARK_SUBMIT_OPTS_EXTRA": f"--conf spark.executor.memory=1g --conf spark.cores.max=2 {catalog}",
     }
     result = run_cli(
         [
@@ -137,6 +131,10 @@ def test_score_on_standalone_cluster_then_query_from_new_session(spark, tiny_mod
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     assert (summary["rows_in"], summary["rows_scored"], summary["null_texts"]) == (40, 38, 2)
     assert summary["output"] == "table cluster_scored"
+    # The table and its metastore entry are in the cluster's catalog; no local catalog was made.
+    assert (foreign / "warehouse" / "cluster_scored" / "_delta_log").is_dir()
+    assert (foreign / "metastore").is_dir()
+    assert not (data / "warehouse").exists() and not (data / "metastore_db").exists()
 
     # Executors ran in the workers' own folders, and each one fetched the model package from Spark.
     executor_dirs = [d for w in workers for d in w.glob("app-*/*") if d.is_dir()]
@@ -152,7 +150,7 @@ def test_score_on_standalone_cluster_then_query_from_new_session(spark, tiny_mod
             "jobs/sql.py",
             "SELECT body_sentiment AS label, count(*) AS n FROM cluster_scored GROUP BY 1 ORDER BY 1",
         ],
-        env={"SPARK_SENTIMENT_DATA": str(data), "SPARK_LOCAL_IP": "127.0.0.1"},
+        env={"SPARK_SENTIMENT_DATA": str(data), "SPARK_LOCAL_IP": "127.0.0.1", "SPARK_SUBMIT_OPTS_EXTRA": catalog},
     )
     assert query.returncode == 0, query.stderr[-4000:]
     rows = [json.loads(line) for line in query.stdout.strip().splitlines() if line.startswith("{")]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from conftest import REPO
 from spark_sentiment.config import describe, load_config
@@ -129,14 +131,7 @@ def test_every_key_has_help():
         assert rows and all(help_text for _, _, _, help_text in rows), [r[0] for r in rows if not r[3]]
 
 
-@pytest.mark.parametrize(
-    "args, message",
-    [
-        (["--set", "data.colour=red"], "error: unknown config key 'data.colour'"),
-        (["--set", "data.path=/no/such/imdb"], "error: data.path: /no/such/imdb does not exist"),
-    ],
-)
-def test_train_job_fails_fast_with_one_line(args, message, tmp_path, monkeypatch, capsys):
+def test_train_job_config_error_fails_before_spark_with_one_line(tmp_path, monkeypatch, capsys):
     from spark_sentiment.core import session
     from spark_sentiment.training.job import main
 
@@ -145,10 +140,21 @@ def test_train_job_fails_fast_with_one_line(args, message, tmp_path, monkeypatch
 
     monkeypatch.setattr(session, "get_spark", no_spark)
     monkeypatch.setenv("SPARK_SENTIMENT_DATA", str(tmp_path))
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow/mlflow.db")
-    assert main(args) == 2
+    assert main(["--set", "data.colour=red"]) == 2
     captured = capsys.readouterr()
-    assert captured.err.strip().splitlines()[-1].startswith(message)
+    assert captured.err.strip().splitlines()[-1].startswith("error: unknown config key 'data.colour'")
+    assert captured.out == ""
+
+
+def test_train_job_missing_data_path_fails_with_one_line_before_mlflow(spark, tmp_path, monkeypatch, capsys):
+    """Data paths are checked through Spark's Hadoop file systems (any scheme), so the session exists; the
+    job still stops before any MLflow run, store or model version."""
+    from spark_sentiment.training.job import main
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow/mlflow.db")
+    assert main(["--set", "data.path=/no/such/imdb"]) == 2
+    captured = capsys.readouterr()
+    assert captured.err.strip().splitlines()[-1].startswith("error: data.path: /no/such/imdb does not exist")
     assert captured.out == ""
     assert not (tmp_path / "mlflow").exists()  # nothing registered, no store created
 
@@ -169,3 +175,75 @@ def test_configuration_reference_is_generated_from_the_dataclasses():
     text = generator["render"]()
     for cls in (TrainJobConfig, ScoreJobConfig, EvaluateJobConfig):
         assert all(f"| `{key}` |" in text for key, *_ in describe(cls))
+
+
+@pytest.mark.parametrize(
+    "name, ok",
+    [
+        ("reviews", True),
+        ("main.reviews.scored", True),
+        ("`my-catalog`.ml.Sentiment", True),  # Unity Catalog names with characters that need quoting
+        ("`a``b`.c", True),
+        ("a.b.c.d", False),
+        ("`unclosed.b", False),
+        ("reviews; DROP TABLE x", False),
+        ("s3a://lake/reviews", False),
+    ],
+)
+def test_table_names_accept_unity_catalog_and_backticks_only(name, ok):
+    overrides = [f"input.table={name}", "output.path=/lake/out"]
+    if ok:
+        assert load_config(ScoreJobConfig, None, overrides).input.table == name
+    else:
+        with pytest.raises(ConfigError, match="must be a table name"):
+            load_config(ScoreJobConfig, None, overrides)
+
+
+def test_mlflow_stores_as_the_platform_configures_them(monkeypatch, tmp_path):
+    from spark_sentiment.config.sections import MlflowSection
+    from spark_sentiment.model import tracking
+
+    for name in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "DATABRICKS_RUNTIME_VERSION"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("SPARK_SENTIMENT_DATA", str(tmp_path))
+    # Local runs fall back to SQLite under the data dir; a cluster run with no store fails with one line.
+    assert tracking.tracking_uri(MlflowSection(), local=True) == f"sqlite:///{tmp_path}/mlflow/mlflow.db"
+    with pytest.raises(ConfigError, match="mlflow.tracking_uri: not set") as raised:
+        tracking.tracking_uri(MlflowSection(), local=False)
+    assert "\n" not in str(raised.value)
+    # Inside a Databricks runtime: the workspace tracking server and Unity Catalog registry.
+    monkeypatch.setenv("DATABRICKS_RUNTIME_VERSION", "17.3")
+    assert tracking.tracking_uri(MlflowSection(), local=False) == "databricks"
+    assert tracking.registry_uri(MlflowSection(), "databricks") == "databricks-uc"
+    # The environment wins over defaults, config over the environment; the registry is its own setting.
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://mlflow.internal:5000")
+    monkeypatch.setenv("MLFLOW_REGISTRY_URI", "http://registry.internal:5000")
+    section = MlflowSection()
+    assert tracking.tracking_uri(section, local=False) == "http://mlflow.internal:5000"
+    assert tracking.registry_uri(section, "http://mlflow.internal:5000") == "http://registry.internal:5000"
+    section = MlflowSection(tracking_uri="sqlite:///t.db", registry_uri="sqlite:///r.db")
+    assert (tracking.tracking_uri(section), tracking.registry_uri(section, "sqlite:///t.db")) == (
+        "sqlite:///t.db",
+        "sqlite:///r.db",
+    )
+
+
+def test_configure_uses_a_separate_registry_and_leaves_the_environment_alone(monkeypatch, tmp_path):
+    import mlflow
+    from spark_sentiment.config.sections import MlflowSection
+    from spark_sentiment.model import tracking
+
+    monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)
+    tracking_store, registry_store = f"sqlite:///{tmp_path}/t.db", f"sqlite:///{tmp_path}/r.db"
+    before = (mlflow.get_tracking_uri(), mlflow.get_registry_uri())
+    try:
+        tracking.configure(MlflowSection(tracking_uri=tracking_store, registry_uri=registry_store, experiment="x"))
+        assert (mlflow.get_tracking_uri(), mlflow.get_registry_uri()) == (tracking_store, registry_store)
+        mlflow.MlflowClient().create_registered_model("OnlyInRegistry")
+        assert mlflow.MlflowClient(registry_uri=registry_store).get_registered_model("OnlyInRegistry")
+        assert (tmp_path / "r.db").exists()
+        assert "MLFLOW_REGISTRY_URI" not in os.environ  # a later run in this process resolves afresh
+    finally:
+        mlflow.set_tracking_uri(before[0])
+        mlflow.set_registry_uri(before[1])
+        os.environ.pop("MLFLOW_REGISTRY_URI", None)

@@ -29,7 +29,7 @@ def write_acl(folder, rows):
 def test_split_folder_of_parquet_files(spark, tmp_path):
     spark.createDataFrame(labeled_rows(40), SCHEMA).toPandas().to_parquet(tmp_path / "train.parquet")
     spark.createDataFrame(labeled_rows(10), SCHEMA).toPandas().to_parquet(tmp_path / "test.parquet")
-    plan = plan_sources(data_cfg(tmp_path))
+    plan = plan_sources(spark, data_cfg(tmp_path))
     assert (plan.train.format, plan.eval.format) == ("parquet", "parquet")
     train, evaluation = load_training_data(spark, data_cfg(tmp_path, "data.train_rows=30", "data.eval_rows=5"), LABELS)
     assert (len(train), len(evaluation)) == (30, 5)
@@ -41,7 +41,7 @@ def test_single_delta_table_holds_out_eval_rows_without_overlap(spark, tmp_path)
     rows = [(f"r{i}", f"review number {i}", i % 2) for i in range(50)]
     spark.createDataFrame(rows, SCHEMA).write.format("delta").save(str(tmp_path / "reviews"))
     cfg = data_cfg(tmp_path / "reviews", "data.train_rows=40", "data.eval_rows=10")
-    assert plan_sources(cfg).eval is None
+    assert plan_sources(spark, cfg).eval is None
     train, evaluation = load_training_data(spark, cfg, LABELS)
     assert len(train) == 40 and len(evaluation) == 10
     assert not set(train["text"]) & set(evaluation["text"])
@@ -64,9 +64,9 @@ def test_aclimdb_layout_with_train_and_test(spark, tmp_path):
     write_acl(tmp_path / "aclImdb" / "train", labeled_rows(12))
     write_acl(tmp_path / "aclImdb" / "test", labeled_rows(6))
     cfg = data_cfg(tmp_path / "aclImdb", "data.train_rows=null", "data.eval_rows=null")
-    plan = plan_sources(cfg)
+    plan = plan_sources(spark, cfg)
     assert (plan.train.format, plan.eval.format) == ("aclimdb", "aclimdb")
-    train, evaluation = load_training_data(None, cfg, LABELS)
+    train, evaluation = load_training_data(spark, cfg, LABELS)
     assert (len(train), len(evaluation)) == (12, 6)
     assert sorted(train["label"]) == [0] * 6 + [1] * 6
 
@@ -77,7 +77,7 @@ def test_catalog_table_and_string_labels(spark):
         "overwrite"
     ).saveAsTable("labeled_reviews")
     cfg = data_cfg("labeled_reviews", "data.text_column=review", "data.label_column=sentiment", "data.eval_rows=4")
-    assert plan_sources(cfg).train.format == "table"
+    assert plan_sources(spark, cfg).train.format == "table"
     train, evaluation = load_training_data(spark, cfg, LABELS)
     assert len(train) + len(evaluation) == 20
     assert set(train["label"]) == {0, 1}
@@ -105,16 +105,16 @@ def test_label_names_and_ids_both_map():
 
 def test_missing_path_and_missing_column(spark, tmp_path):
     with pytest.raises(DataError, match="data.path: /no/such/dir does not exist"):
-        plan_sources(data_cfg("/no/such/dir"))
+        plan_sources(spark, data_cfg("/no/such/dir"))
     spark.createDataFrame(labeled_rows(8), SCHEMA).write.format("delta").save(str(tmp_path / "t"))
     with pytest.raises(DataError, match=r"column 'body' not found in delta:.* \(columns: review_id, text, label\)"):
         load_training_data(spark, data_cfg(tmp_path / "t", "data.text_column=body"), LABELS)
 
 
-def test_folder_without_a_table_is_refused(tmp_path):
+def test_folder_without_a_table_is_refused(spark, tmp_path):
     (tmp_path / "notes.txt").write_text("hello")
     with pytest.raises(DataError, match="holds no Delta table, Parquet files, pos/neg folders"):
-        resolve_source(str(tmp_path))
+        resolve_source(spark, str(tmp_path))
 
 
 def test_ingest_lands_an_aclimdb_folder_in_delta(spark, tmp_path):

@@ -182,8 +182,8 @@ def test_catalog_tables_and_sql_function(spark, tiny_model, reviews):
         ScoreJobConfig,
         None,
         [
-            "input.table=reviews_in",
-            "output.table=reviews_scored",
+            "input.table=`default`.`reviews_in`",  # qualified, backtick-quoted parts (as `my-catalog`.ml.x)
+            "output.table=`default`.reviews_scored",
             "input.text_columns=[body]",
             "input.key_columns=[id]",
             "output.mode=merge",
@@ -191,7 +191,7 @@ def test_catalog_tables_and_sql_function(spark, tiny_model, reviews):
         ],
     )
     summary = score_table(spark, job)
-    assert summary.output == "table reviews_scored"
+    assert summary.output == "table `default`.reviews_scored"
     counts = spark.sql("SELECT body_sentiment, count(*) AS n FROM reviews_scored GROUP BY 1").collect()
     assert sum(r["n"] for r in counts) == 7
     assert register_sentiment_function(spark, TINY) == f"TinySentiment/{tiny_model['model_version']}"

@@ -13,7 +13,13 @@ from .loader import option, require
 class MlflowSection:
     tracking_uri: Optional[str] = option(
         None,
-        "MLflow tracking/registry URI. Unset: $MLFLOW_TRACKING_URI, else a local SQLite store under the data dir.",
+        "MLflow tracking URI. Unset: $MLFLOW_TRACKING_URI, else 'databricks' in a Databricks runtime, else (local "
+        "runs only) a SQLite store under the data dir; a cluster run with none of these fails.",
+    )
+    registry_uri: Optional[str] = option(
+        None,
+        "MLflow model registry URI (e.g. databricks-uc). Unset: $MLFLOW_REGISTRY_URI, else MLflow's default for "
+        "the tracking store (databricks-uc for a Databricks workspace, else the tracking store).",
     )
     experiment: str = option("sentiment-training", "MLflow experiment that receives the job's run.")
 

@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import re
 
-# name, db.name or catalog.db.name: letters, digits, underscores
-TABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*){0,2}$")
+# One part of a table name: letters, digits, underscores, or anything in backticks (a backtick inside doubled),
+# as Unity Catalog names such as `my-catalog` need.
+_PART = r"(?:[A-Za-z_][A-Za-z0-9_]*|`(?:[^`]|``)+`)"
+# name, db.name or catalog.db.name
+TABLE_NAME = re.compile(rf"^{_PART}(?:\.{_PART}){{0,2}}$")
 
 
 def is_table_identifier(text: str) -> bool:
+    """``name``, ``db.name`` or ``catalog.db.name``; parts may be backtick-quoted (`` `my-catalog`.ml.t ``)."""
     return bool(TABLE_NAME.match(text))
 
 

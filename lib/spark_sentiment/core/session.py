@@ -2,10 +2,12 @@
 
 Two situations:
 
-* launched by ``spark-submit`` (or a cluster runtime such as Databricks/Fabric): the JVM already exists and
-  its settings win; we only fill in keys nobody set (warehouse, Delta extension) and never touch the master;
-* started from plain Python (tests, notebooks): we launch the JVM with ``local[*]`` (or ``$SPARK_MASTER``),
-  the Delta jars via ``spark.jars.packages`` and a persistent Hive metastore under the project data dir.
+* launched by ``spark-submit`` (or a cluster runtime such as Databricks/Fabric), or a session already
+  exists: the cluster's settings win. We add only what the job needs and nobody set -- the Delta extension
+  and catalog -- and never touch the master, the warehouse or the metastore;
+* started from plain Python (tests, notebooks): we launch a local JVM with ``local[*]`` (or
+  ``$SPARK_MASTER``), the Delta jars via ``spark.jars.packages`` and a persistent local catalog (warehouse +
+  Derby metastore) under the project data dir.
 """
 
 from __future__ import annotations
@@ -19,28 +21,37 @@ from pyspark import SparkConf
 from pyspark.sql import SparkSession
 
 from .paths import data_dir
-from .spark_conf import DELTA_CONF, delta_maven_coordinate
+from .spark_conf import DELTA_CONF, DELTA_EXTENSION, delta_maven_coordinate, local_catalog
+
+# Job settings every session gets when nobody set them (Arrow for toPandas/createDataFrame on the driver;
+# the scoring engine re-batches Arrow batches itself).
+JOB_CONF = {"spark.sql.execution.arrow.pyspark.enabled": "true"}
 
 
 def local_defaults(base: Path | None = None) -> dict[str, str]:
     """Confs for a local run: warehouse and Derby metastore under the data dir, so tables outlive the session."""
-    base = (base or data_dir()).resolve()
-    metastore = base / "metastore_db"
-    return {
-        "spark.sql.warehouse.dir": str(base / "warehouse"),
-        "spark.sql.catalogImplementation": "hive",
-        "spark.hadoop.javax.jdo.option.ConnectionURL": f"jdbc:derby:;databaseName={metastore};create=true",
-        "spark.driver.extraJavaOptions": f"-Dderby.system.home={base}",
-        "spark.sql.session.timeZone": "UTC",
-        "spark.ui.showConsoleProgress": "false",
-        # Arrow batches feed the pandas UDFs; the scoring engine re-batches them itself.
-        "spark.sql.execution.arrow.pyspark.enabled": "true",
-    }
+    return {**local_catalog(str((base or data_dir()).resolve())), **JOB_CONF}
+
+
+def is_local(spark: SparkSession) -> bool:
+    """Whether the session runs on a local master (its driver disk is the only place it stores anything)."""
+    return str(spark.conf.get("spark.master", "local")).startswith("local")
 
 
 def _submitted() -> bool:
     # spark-submit starts the JVM first and hands the Python driver its gateway port.
     return "PYSPARK_GATEWAY_PORT" in os.environ
+
+
+def _cluster_session(builder: SparkSession.Builder, conf: Mapping[str, Any] | None) -> SparkSession:
+    """Under spark-submit: add the Delta extension/catalog and the job's own confs only where unset."""
+    existing = SparkConf()  # what spark-submit, spark-defaults.conf and the cluster already set
+    for key, value in {**DELTA_CONF, **JOB_CONF, **{k: str(v) for k, v in (conf or {}).items()}}.items():
+        if not existing.contains(key):
+            builder = builder.config(key, value)
+        elif key == "spark.sql.extensions" and DELTA_EXTENSION not in existing.get(key):
+            builder = builder.config(key, f"{existing.get(key)},{DELTA_EXTENSION}")  # keep the cluster's own
+    return builder.getOrCreate()
 
 
 def get_spark(
@@ -57,7 +68,8 @@ def get_spark(
     conf
         Extra Spark confs; a key already set by spark-submit or the cluster is left as it is.
     base_dir
-        Project data dir for the local warehouse and metastore (default :func:`paths.data_dir`).
+        Project data dir for the local warehouse and metastore (default :func:`paths.data_dir`); used only
+        when this call launches a local JVM.
 
     Returns
     -------
@@ -68,17 +80,12 @@ def get_spark(
     if active is not None:
         return active
 
+    builder = SparkSession.builder.appName(app_name)
+    if _submitted():
+        return _cluster_session(builder, conf)
+
     wanted: dict[str, str] = {**DELTA_CONF, **local_defaults(base_dir)}
     wanted.update({k: str(v) for k, v in (conf or {}).items()})
-    builder = SparkSession.builder.appName(app_name)
-
-    if _submitted():
-        existing = SparkConf()  # reads what spark-submit / the cluster already set
-        for key, value in wanted.items():
-            if not existing.contains(key):
-                builder = builder.config(key, value)
-        return builder.getOrCreate()
-
     # Plain Python: we launch the JVM, so Python workers must run this interpreter (the venv's).
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)

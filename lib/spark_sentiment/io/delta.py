@@ -16,7 +16,6 @@ import time
 import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable, Iterator, TypeVar
 
 from delta import exceptions as delta_exceptions
@@ -27,6 +26,7 @@ from pyspark.sql import functions as F
 
 from ..core.errors import DataError
 from ..core.names import quote
+from .fs import HadoopPaths
 from .tables import TableRef
 
 log = logging.getLogger(__name__)
@@ -117,10 +117,8 @@ def target_exists(spark: SparkSession, target: TableRef) -> bool:
     location = str(target.path)
     if DeltaTable.isDeltaTable(spark, location):
         return True
-    if "://" in location and not location.startswith("file:"):
-        return False  # object stores: only the Delta log is checked (listing them needs the Hadoop FS API)
-    path = Path(location.removeprefix("file:"))
-    if not path.exists() or (path.is_dir() and not any(path.iterdir())):
+    paths = HadoopPaths(spark)  # the path's own file system: local, s3a://, abfss://, dbfs:/ ...
+    if not paths.exists(location) or (paths.is_dir(location) and not paths.children(location)):
         return False
     raise DataError(f"output path {target.path} exists but is not a Delta table")
 

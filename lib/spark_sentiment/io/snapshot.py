@@ -74,9 +74,9 @@ def open_input(spark: SparkSession, path: str | None, table: str | None, fmt: st
         Missing path or table, or a path that is neither Delta nor Parquet.
     """
     if table:
-        source = resolve_source(table, "table", key="input.table")
+        source = resolve_source(spark, table, "table", key="input.table")
     else:
-        source = resolve_source(str(path), fmt, key="input.path")
+        source = resolve_source(spark, str(path), fmt, key="input.path")
         if source.format not in ("delta", "parquet"):
             raise DataError(f"input.path {path} is {source.format}, expected a Delta table or Parquet files")
     delta = _delta(spark, source)

@@ -1,20 +1,22 @@
 """Where review tables live and how to read them: :class:`TableRef` is the one type for "a path or a table".
 
 A source string (Delta, Parquet, a catalog table, the aclImdb folder layout, ``hf:<dataset>``) is resolved
-without Spark where possible, so a missing path fails before any JVM starts.
+through the Hadoop file system of its scheme (:mod:`.fs`): object stores, HDFS, DBFS and local paths alike.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Literal
 
 import pandas as pd
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 
 from ..core.errors import DataError
 from ..core.names import is_table_identifier
+from .fs import HadoopPaths, join, suffix
 
 Format = Literal["delta", "parquet", "aclimdb", "hf", "table"]
 
@@ -54,25 +56,40 @@ class TableRef:
         return f"{self.format}:{self.location}{suffix}"
 
 
-def is_table_name(text: str) -> bool:
-    """True for ``name``, ``db.name`` or ``catalog.db.name`` (not a path)."""
-    return is_table_identifier(text) and not Path(text).exists()
+def is_table_name(paths: HadoopPaths, text: str) -> bool:
+    """True for ``name``, ``db.name`` or ``catalog.db.name`` (backticks allowed) that is not an existing path."""
+    return is_table_identifier(text) and not paths.exists(text)
 
 
-def _detect_single(path: Path) -> Format | None:
-    if path.is_file():
-        return "parquet" if path.suffix == ".parquet" else None
-    if (path / "_delta_log").is_dir():
+def _detect_single(paths: HadoopPaths, path: str) -> Format | None:
+    if paths.is_file(path):
+        return "parquet" if suffix(path) == ".parquet" else None
+    children = {e.name: e.is_dir for e in paths.children(path)}
+    if children.get("_delta_log"):
         return "delta"
-    if (path / "pos").is_dir() and (path / "neg").is_dir():
+    if children.get("pos") and children.get("neg"):
         return "aclimdb"
-    if any(path.glob("*.parquet")):
+    if any(name.endswith(".parquet") and not is_dir for name, is_dir in children.items()):
         return "parquet"
     return None
 
 
-def resolve_source(text: str, fmt: str = "auto", split: str | None = None, key: str = "data.path") -> TableRef:
+def _location(paths: HadoopPaths, text: str) -> str:
+    """What to record for a path: as written when it has a scheme; otherwise qualified against the session's
+    default file system (a local path becomes absolute, ``/mnt/x`` on Databricks becomes ``dbfs:/mnt/x``)."""
+    if "://" in text or text.startswith(("file:", "dbfs:")):
+        return text.rstrip("/") or text
+    qualified = paths.qualify(text)
+    return qualified.removeprefix("file:") if qualified.startswith("file:/") else qualified
+
+
+def resolve_source(
+    spark: SparkSession, text: str, fmt: str = "auto", split: str | None = None, key: str = "data.path"
+) -> TableRef:
     """Resolve one source string; with ``split`` look for that split inside a folder of splits.
+
+    Paths are checked through the Hadoop file system of their scheme (``s3a://``, ``abfss://``, ``file:``,
+    a local path, ...), so object stores work exactly like local folders.
 
     Raises
     ------
@@ -81,32 +98,37 @@ def resolve_source(text: str, fmt: str = "auto", split: str | None = None, key: 
     """
     if fmt == "hf" or (fmt == "auto" and text.startswith("hf:")):
         return TableRef(text.removeprefix("hf:"), "hf", split)
-    if fmt == "table" or (fmt == "auto" and is_table_name(text)):
+    paths = HadoopPaths(spark)
+    if fmt == "table" or (fmt == "auto" and is_table_name(paths, text)):
         return TableRef(text, "table")
-    path = Path(text).expanduser()
-    if not path.exists():
+    path = os.path.expanduser(text) if text.startswith("~") else text
+    if not paths.exists(path):
         raise DataError(
             f"{key}: {text} does not exist (expected a Delta/Parquet path, aclImdb folder, table name or hf:<dataset>)"
         )
-    if split is not None and path.is_dir():
-        for candidate in (path / f"{split}.parquet", path / split):
-            if candidate.exists():
-                return resolve_source(str(candidate), fmt, None, key)
+    if split is not None and paths.is_dir(path):
+        for candidate in (join(path, f"{split}.parquet"), join(path, split)):
+            if paths.exists(candidate):
+                return resolve_source(spark, candidate, fmt, None, key)
     if fmt != "auto":
-        return TableRef(str(path.resolve()), fmt)  # type: ignore[arg-type]
-    detected = _detect_single(path)
+        return TableRef(_location(paths, path), fmt)  # type: ignore[arg-type]
+    detected = _detect_single(paths, path)
     if detected is None:
         wanted = f" or a '{split}' split" if split else ""
         raise DataError(f"{key}: {text} holds no Delta table, Parquet files, pos/neg folders{wanted}")
-    return TableRef(str(path.resolve()), detected)
+    return TableRef(_location(paths, path), detected)
 
 
-def has_split(text: str, split: str) -> bool:
+def has_split(spark: SparkSession, text: str, split: str) -> bool:
     """Whether ``text`` is a folder of splits (or a hub dataset) that holds ``split``."""
     if text.startswith("hf:"):
         return True
-    path = Path(text).expanduser()
-    return path.is_dir() and ((path / f"{split}.parquet").exists() or (path / split).is_dir())
+    paths = HadoopPaths(spark)
+    path = os.path.expanduser(text) if text.startswith("~") else text
+    if is_table_identifier(path) and not paths.exists(path):
+        return False
+    children = {e.name: e.is_dir for e in paths.children(path)}
+    return f"{split}.parquet" in children or bool(children.get(split))
 
 
 def read_spark(spark: SparkSession, source: TableRef) -> DataFrame:
@@ -122,15 +144,28 @@ def read_spark(spark: SparkSession, source: TableRef) -> DataFrame:
     raise ValueError(f"{source.describe()} is not a Spark source")  # callers route the others elsewhere
 
 
-def read_aclimdb(folder: str, text_column: str = "text", label_column: str = "label") -> pd.DataFrame:
-    """Read the original aclImdb layout: ``<folder>/{neg,pos}/<id>_<rating>.txt`` (neg=0, pos=1)."""
-    rows = []
+def read_aclimdb(
+    spark: SparkSession, folder: str, text_column: str = "text", label_column: str = "label"
+) -> pd.DataFrame:
+    """Read the original aclImdb layout: ``<folder>/{neg,pos}/<id>_<rating>.txt`` (neg=0, pos=1), on any
+    file system Spark can read."""
+    frames = []
     for label, name in ((0, "neg"), (1, "pos")):
-        for file in sorted((Path(folder) / name).glob("*.txt")):
-            rows.append((f"{name}/{file.stem}", file.read_text(encoding="utf-8"), label))
-    if not rows:
+        if not HadoopPaths(spark).is_dir(join(folder, name)):
+            continue
+        files = spark.read.option("wholetext", "true").text(join(folder, name, "*.txt"))
+        stem = F.regexp_extract(F.input_file_name(), r"([^/]+)\.txt$", 1)
+        frames.append(
+            files.select(
+                F.concat(F.lit(f"{name}/"), stem).alias("review_id"),
+                F.col("value").alias(text_column),
+                F.lit(label).alias(label_column),
+            ).toPandas()
+        )
+    rows = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    if rows.empty:
         raise DataError(f"{folder}: no review files under pos/ or neg/")
-    return pd.DataFrame(rows, columns=["review_id", text_column, label_column])
+    return rows.sort_values("review_id", ignore_index=True)
 
 
 def read_hf(name: str, split: str | None) -> pd.DataFrame:
@@ -150,15 +185,13 @@ def require_columns(available: list[str], wanted: list[str], where: str, what: s
         raise DataError(f"{what} '{missing[0]}' not found in {where} (columns: {', '.join(available)})")
 
 
-def read_pandas(spark: SparkSession | None, source: TableRef, columns: list[str]) -> pd.DataFrame:
+def read_pandas(spark: SparkSession, source: TableRef, columns: list[str]) -> pd.DataFrame:
     """Read ``columns`` of any source into pandas on the driver (training data is driver-sized)."""
     if source.format == "aclimdb":
-        frame = read_aclimdb(source.location, *columns[:2])
+        frame = read_aclimdb(spark, source.location, *columns[:2])
     elif source.format == "hf":
         frame = read_hf(source.location, source.split)
     else:
-        if spark is None:
-            raise ValueError("a SparkSession is needed to read " + source.describe())
         df = read_spark(spark, source)
         require_columns(df.columns, columns, source.describe())
         return df.select(*columns).toPandas()

@@ -1,4 +1,12 @@
-"""MLflow tracking/registry location: ``mlflow.tracking_uri``, ``$MLFLOW_TRACKING_URI`` or an embedded SQLite store."""
+"""Where MLflow runs and models live, as the platform configures it.
+
+Tracking store: ``mlflow.tracking_uri``, else ``$MLFLOW_TRACKING_URI``, else ``databricks`` inside a Databricks
+runtime, else -- for a local run only -- a SQLite store under the project data dir. A cluster run with none of
+these fails with one line: a store on one driver's disk would hide ``@champion`` from the next cluster.
+
+Model registry: ``mlflow.registry_uri``, else ``$MLFLOW_REGISTRY_URI``, else MLflow's own default for the
+tracking store (``databricks-uc`` -- Unity Catalog -- for a Databricks workspace, the tracking store otherwise).
+"""
 
 from __future__ import annotations
 
@@ -9,16 +17,41 @@ from urllib.parse import urlparse
 import mlflow
 
 from ..config.sections import MlflowSection
+from ..core.errors import ConfigError
 from ..core.paths import data_dir
 
 
-def tracking_uri(section: MlflowSection | None = None) -> str:
-    """The URI in force: config, then ``$MLFLOW_TRACKING_URI``, then ``sqlite:///<data>/mlflow/mlflow.db``."""
+def tracking_uri(section: MlflowSection | None = None, local: bool = True) -> str:
+    """The tracking URI in force (see the module docstring for the order).
+
+    Raises
+    ------
+    ConfigError
+        ``local`` is False (a cluster run) and nothing names a tracking store.
+    """
     if section is not None and section.tracking_uri:
         return section.tracking_uri
     if os.environ.get("MLFLOW_TRACKING_URI"):
         return os.environ["MLFLOW_TRACKING_URI"]
+    if os.environ.get("DATABRICKS_RUNTIME_VERSION"):
+        return "databricks"
+    if not local:
+        raise ConfigError(
+            "mlflow.tracking_uri: not set and $MLFLOW_TRACKING_URI is empty; a cluster run needs a tracking "
+            "server every run can reach (the SQLite fallback under the data dir is for local runs only)"
+        )
     return f"sqlite:///{data_dir() / 'mlflow' / 'mlflow.db'}"
+
+
+def registry_uri(section: MlflowSection | None, tracking: str) -> str:
+    """The registry URI in force for the tracking store ``tracking``."""
+    if section is not None and section.registry_uri:
+        return section.registry_uri
+    if os.environ.get("MLFLOW_REGISTRY_URI"):
+        return os.environ["MLFLOW_REGISTRY_URI"]
+    if tracking == "databricks" or tracking.startswith("databricks://"):
+        return "databricks-uc" + tracking.removeprefix("databricks")  # MLflow 3's default: Unity Catalog
+    return tracking
 
 
 def _local_artifact_root(uri: str) -> Path | None:
@@ -33,14 +66,25 @@ def _local_artifact_root(uri: str) -> Path | None:
     return None
 
 
-def configure(section: MlflowSection) -> str:
-    """Point MLflow at the store and experiment named by ``section``; returns the experiment id."""
-    uri = tracking_uri(section)
+def configure(section: MlflowSection, local: bool = True) -> str:
+    """Point MLflow at the stores and experiment named by ``section``; returns the experiment id.
+
+    ``local`` says whether the run's Spark is a local JVM (see :func:`core.session.is_local`): only then may
+    the SQLite fallback be used.
+    """
+    uri = tracking_uri(section, local)
     root = _local_artifact_root(uri)
     if root is not None:
         root.parent.mkdir(parents=True, exist_ok=True)
     mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
+    # set_registry_uri also exports $MLFLOW_REGISTRY_URI; keep the environment as the platform set it, so a
+    # later run in this process (a notebook, a test session) resolves its own registry afresh.
+    before = os.environ.get("MLFLOW_REGISTRY_URI")
+    mlflow.set_registry_uri(registry_uri(section, uri))
+    if before is None:
+        os.environ.pop("MLFLOW_REGISTRY_URI", None)
+    else:
+        os.environ["MLFLOW_REGISTRY_URI"] = before
     experiment = mlflow.get_experiment_by_name(section.experiment)
     if experiment is None:
         location = (root / section.experiment).as_uri() if root is not None else None

@@ -16,7 +16,8 @@ from typing import Sequence
 
 from pyspark.sql import SparkSession
 
-from ..config.cli import run_job
+from ..config.cli import packaged_config, run_job
+from ..core.session import is_local
 from ..inference.columns import check_output_columns
 from ..inference.engines import predictor_options, scoring_function
 from ..inference.predictor import Predictor, PredictorFactory
@@ -61,7 +62,7 @@ def score_table(
     """
     started = time.perf_counter()
     hooks = hooks or WriteHooks()
-    tracking.configure(cfg.mlflow)
+    tracking.configure(cfg.mlflow, local=is_local(spark))
     resolved = resolve_model(cfg.model.uri)  # fails before any data is read
     log.info("model %s resolved to %s", cfg.model.uri, resolved.uri)
     options = predictor_options(cfg.score, cfg.model.allow_pickle_weights)
@@ -162,3 +163,9 @@ def main(
 
     args = sys.argv[1:] if argv is None else argv
     return run_job(args, ScoreJobConfig, default_config, body, DESCRIPTION)
+
+
+def cli() -> int:
+    """Console entry point ``spark-sentiment-score`` (also ``jobs/score.py``): ``main`` with the packaged
+    ``score.yaml`` as the default config."""
+    return main(default_config=packaged_config("score.yaml"))

@@ -19,19 +19,20 @@ class TrainingSources:
     eval: TableRef | None  # None: hold out eval rows from the shuffled train source
 
 
-def plan_sources(cfg: DataSection) -> TrainingSources:
-    """Resolve where train and eval rows come from; fails on missing paths before Spark starts."""
+def plan_sources(spark: SparkSession, cfg: DataSection) -> TrainingSources:
+    """Resolve where train and eval rows come from (through the paths' Hadoop file systems); fails on a missing
+    path before any data is read."""
     if cfg.eval_path:
         return TrainingSources(
-            resolve_source(cfg.path, cfg.format, None, "data.path"),
-            resolve_source(cfg.eval_path, cfg.format, None, "data.eval_path"),
+            resolve_source(spark, cfg.path, cfg.format, None, "data.path"),
+            resolve_source(spark, cfg.eval_path, cfg.format, None, "data.eval_path"),
         )
-    if has_split(cfg.path, cfg.train_split):
-        train = resolve_source(cfg.path, cfg.format, cfg.train_split, "data.path")
-        if has_split(cfg.path, cfg.eval_split):
-            return TrainingSources(train, resolve_source(cfg.path, cfg.format, cfg.eval_split, "data.path"))
+    if has_split(spark, cfg.path, cfg.train_split):
+        train = resolve_source(spark, cfg.path, cfg.format, cfg.train_split, "data.path")
+        if has_split(spark, cfg.path, cfg.eval_split):
+            return TrainingSources(train, resolve_source(spark, cfg.path, cfg.format, cfg.eval_split, "data.path"))
         return TrainingSources(train, None)
-    return TrainingSources(resolve_source(cfg.path, cfg.format, None, "data.path"), None)
+    return TrainingSources(resolve_source(spark, cfg.path, cfg.format, None, "data.path"), None)
 
 
 def normalize_labels(frame: pd.DataFrame, column: str, labels: list[str], where: str) -> pd.Series:
@@ -93,10 +94,10 @@ def _sample(frame: pd.DataFrame, seed: int, start: int, rows: int | None) -> dat
 
 
 def load_training_data(
-    spark: SparkSession | None, cfg: DataSection, labels: list[str], plan: TrainingSources | None = None
+    spark: SparkSession, cfg: DataSection, labels: list[str], plan: TrainingSources | None = None
 ) -> tuple[datasets.Dataset, datasets.Dataset]:
     """Read, validate and sample ``(train, eval)`` datasets with columns ``text`` and ``label`` (int id)."""
-    plan = plan or plan_sources(cfg)
+    plan = plan or plan_sources(spark, cfg)
     columns = [cfg.text_column, cfg.label_column]
     train_frame = _clean(read_pandas(spark, plan.train, columns), cfg, labels, plan.train.describe())
     if plan.eval is None:

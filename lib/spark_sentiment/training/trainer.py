@@ -12,6 +12,7 @@ from pyspark.sql import SparkSession
 
 from ..config.loader import to_flat_dict
 from ..core.redaction import config_params, scrub
+from ..core.session import is_local
 from ..model import flavor, registry, tracking
 from ..monitoring import distributions, plots
 from .config import TrainJobConfig
@@ -34,19 +35,17 @@ def _log_monitoring(log_history: list[dict], logits: np.ndarray, labels: list[st
     mlflow.log_dict(reference, distributions.REFERENCE_ARTIFACT)
 
 
-def train_and_register(
-    spark: SparkSession | None, cfg: TrainJobConfig, plan: TrainingSources | None = None
-) -> dict[str, Any]:
+def train_and_register(spark: SparkSession, cfg: TrainJobConfig, plan: TrainingSources | None = None) -> dict[str, Any]:
     """Fine-tune, evaluate, log and register; returns the job summary.
 
     Parameters
     ----------
     spark
-        Session used to read Delta/Parquet/table sources (None is enough for aclImdb and hub sources).
+        Session whose Hadoop file systems resolve and read the data paths (any scheme).
     cfg
         Validated training configuration.
     plan
-        Sources already resolved by the caller (so a missing path fails before Spark starts).
+        Sources already resolved by the caller (default: resolved here).
 
     Returns
     -------
@@ -57,7 +56,7 @@ def train_and_register(
     train_ds, eval_ds = load_training_data(spark, cfg.data, cfg.model.labels, plan)
     phases = {"data_seconds": time.perf_counter() - started}
     log.info("training on %d rows, evaluating on %d rows", len(train_ds), len(eval_ds))
-    tracking.configure(cfg.mlflow)
+    tracking.configure(cfg.mlflow, local=is_local(spark))
     with mlflow.start_run() as run:
         mlflow.log_params(config_params(to_flat_dict(cfg)))
         mlflow.log_params({"train_rows": len(train_ds), "eval_rows": len(eval_ds)})

@@ -19,11 +19,12 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import StringType
 
-from ..config.cli import run_job
+from ..config.cli import packaged_config, run_job
 from ..config.loader import to_flat_dict
 from ..core.errors import ModelError
 from ..core.names import quote
 from ..core.redaction import config_params
+from ..core.session import is_local
 from ..inference.columns import label_column, label_columns, score_column
 from ..inference.engines import checked_package, predictor_options, scoring_function
 from ..io.tables import read_pandas, read_spark, require_columns, resolve_source
@@ -62,14 +63,15 @@ def _resolve_champion(uri: str | None) -> ResolvedModel | None:
 def read_labeled(spark: SparkSession, cfg: EvaluateJobConfig) -> tuple[DataFrame, str]:
     """The labeled rows to evaluate on (text, label), sampled with the seed and materialised once."""
     section = cfg.input
-    source = resolve_source(section.source(), "table" if section.table else "auto", section.split, key="input.path")
+    fmt = "table" if section.table else "auto"
+    source = resolve_source(spark, section.source(), fmt, section.split, key="input.path")
     columns = [section.text_column, section.label_column]
     if source.format in ("delta", "parquet", "table"):
         df = read_spark(spark, source)
         require_columns(df.columns, columns, source.describe())
         df = df.select(*[F.col(quote(c)) for c in columns])
     else:
-        df = spark.createDataFrame(read_pandas(None, source, columns))
+        df = spark.createDataFrame(read_pandas(spark, source, columns))
     if section.rows is not None:
         df = df.orderBy(F.rand(section.seed)).limit(section.rows)
     return df.localCheckpoint(eager=True), source.describe()
@@ -118,7 +120,7 @@ def evaluate_and_promote(spark: SparkSession, cfg: EvaluateJobConfig) -> dict[st
     """Run the evaluation job; the summary's ``exit_code`` is 0 (promoted, evaluated, same version) or 3
     (the candidate did not beat the champion)."""
     started = time.perf_counter()
-    tracking.configure(cfg.mlflow)
+    tracking.configure(cfg.mlflow, local=is_local(spark))
     candidate = resolve_model(cfg.models.candidate)
     champion = _resolve_champion(cfg.models.champion)
     rows, where = read_labeled(spark, cfg)
@@ -170,3 +172,9 @@ def main(argv: Sequence[str] | None = None, *, default_config: Path | None = Non
 
     args = sys.argv[1:] if argv is None else argv
     return run_job(args, EvaluateJobConfig, default_config, body, "Champion/challenger evaluation.")
+
+
+def cli() -> int:
+    """Console entry point ``spark-sentiment-evaluate`` (also ``jobs/evaluate.py``): ``main`` with the packaged
+    ``evaluate.yaml`` as the default config."""
+    return main(default_config=packaged_config("evaluate.yaml"))

@@ -1,0 +1,80 @@
+"""Data paths through Spark's Hadoop FileSystem, never ``pathlib``: ``s3a://``, ``abfss://``, ``gs://``,
+``hdfs://``, ``dbfs:/``, ``file:///...`` and plain local paths all go through the file system of their scheme,
+configured as the session configures it (``spark.hadoop.*`` and session-level ``fs.*`` confs).
+
+A path without a scheme means what it means to Spark: the cluster's default file system (``dbfs:/`` on
+Databricks, the lakehouse on Fabric, the local disk for a local session).
+"""
+
+from __future__ import annotations
+
+import posixpath
+from dataclasses import dataclass
+
+from pyspark.sql import SparkSession
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One child of a folder: its name and whether it is a folder itself."""
+
+    name: str
+    is_dir: bool
+
+
+def join(base: str, *parts: str) -> str:
+    """``base/part/...`` for any URI (``s3a://b/x`` + ``y`` -> ``s3a://b/x/y``), without touching the store."""
+    return posixpath.join(base.rstrip("/") or "/", *parts)
+
+
+def suffix(path: str) -> str:
+    """The extension of the last path component (``.parquet``), or ``""``."""
+    return posixpath.splitext(path.rstrip("/"))[1]
+
+
+class HadoopPaths:
+    """Path operations on one session's Hadoop file systems (one per scheme, cached by Hadoop)."""
+
+    def __init__(self, spark: SparkSession):
+        self.spark = spark
+        jsession = getattr(spark, "_jsparkSession", None)
+        if jsession is None:
+            raise NotImplementedError("data paths need a classic Spark session (Spark Connect has no JVM handle)")
+        self._jvm = spark.sparkContext._jvm
+        # Session-level confs (spark.conf.set("fs.s3a.endpoint", ...)) count, as they do for Spark's reads.
+        self._conf = jsession.sessionState().newHadoopConf()
+
+    def _fs(self, path: str):
+        jpath = self._jvm.org.apache.hadoop.fs.Path(path)
+        return jpath.getFileSystem(self._conf), jpath
+
+    def qualify(self, path: str) -> str:
+        """The absolute URI Spark would use for ``path`` (scheme and authority of the default FS filled in)."""
+        fs, jpath = self._fs(path)
+        return str(fs.makeQualified(jpath).toString())
+
+    def exists(self, path: str) -> bool:
+        fs, jpath = self._fs(path)
+        return bool(fs.exists(jpath))
+
+    def is_dir(self, path: str) -> bool:
+        fs, jpath = self._fs(path)
+        return bool(fs.exists(jpath)) and bool(fs.getFileStatus(jpath).isDirectory())
+
+    def is_file(self, path: str) -> bool:
+        fs, jpath = self._fs(path)
+        return bool(fs.exists(jpath)) and bool(fs.getFileStatus(jpath).isFile())
+
+    def children(self, path: str) -> list[Entry]:
+        """Direct children of a folder (empty for a file or a missing path)."""
+        fs, jpath = self._fs(path)
+        if not fs.exists(jpath) or not fs.getFileStatus(jpath).isDirectory():
+            return []
+        return sorted(
+            (Entry(str(s.getPath().getName()), bool(s.isDirectory())) for s in fs.listStatus(jpath)),
+            key=lambda e: e.name,
+        )
+
+    def has_data_files(self, path: str) -> bool:
+        """Whether a folder holds any file other than hidden/underscore ones (e.g. ``_SUCCESS``)."""
+        return any(not e.name.startswith(("_", ".")) for e in self.children(path))
