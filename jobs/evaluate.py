@@ -7,9 +7,8 @@ The last stdout line is the JSON summary (both metric sets and the decision).
 """
 
 import sys
-from pathlib import Path
 
-from spark_sentiment.validation.job import main
+from spark_sentiment.validation.job import cli
 
 if __name__ == "__main__":
-    sys.exit(main(default_config=Path(__file__).resolve().parent.parent / "conf" / "evaluate.yaml"))
+    sys.exit(cli())

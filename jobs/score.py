@@ -6,9 +6,8 @@ The last stdout line is the JSON run summary (rows, label counts, model version,
 """
 
 import sys
-from pathlib import Path
 
-from spark_sentiment.scoring.job import main
+from spark_sentiment.scoring.job import cli
 
 if __name__ == "__main__":
-    sys.exit(main(default_config=Path(__file__).resolve().parent.parent / "conf" / "score.yaml"))
+    sys.exit(cli())

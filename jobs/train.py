@@ -6,9 +6,8 @@ The last stdout line is the JSON summary (run_id, model_uri, aliases, metrics, .
 """
 
 import sys
-from pathlib import Path
 
-from spark_sentiment.training.job import main
+from spark_sentiment.training.job import cli
 
 if __name__ == "__main__":
-    sys.exit(main(default_config=Path(__file__).resolve().parent.parent / "conf" / "train.yaml"))
+    sys.exit(cli())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.resources
 import json
 import logging
 import os
@@ -15,6 +16,12 @@ from ..core.redaction import scrub
 from .loader import load_config
 
 C = TypeVar("C")
+DEFAULTS = "defaults"  # the packaged configs: spark_sentiment/config/defaults/*.yaml (conf/ links to them)
+
+
+def packaged_config(name: str) -> Path:
+    """A config shipped inside the package (``score.yaml``, ``demo.yaml``, ...), wherever it is installed."""
+    return Path(str(importlib.resources.files(__package__).joinpath(DEFAULTS, name)))
 
 
 def parse_config(argv: Sequence[str], config_cls: type[C], default_config: Path | None, description: str) -> C:
@@ -23,7 +30,8 @@ def parse_config(argv: Sequence[str], config_cls: type[C], default_config: Path 
     parser.add_argument(
         "--config",
         default=str(default_config) if default_config and default_config.is_file() else None,
-        help="YAML config file (default: the job's conf/*.yaml when present, else built-in defaults)",
+        help="YAML config file; a bare name such as demo.yaml or conf/demo.yaml not found here is taken from the "
+        "package's defaults (default: the job's own packaged conf, e.g. score.yaml)",
     )
     parser.add_argument(
         "--set",
@@ -35,9 +43,11 @@ def parse_config(argv: Sequence[str], config_cls: type[C], default_config: Path 
     )
     args = parser.parse_args(list(argv))
     path = args.config
-    if path and not Path(path).exists() and not Path(path).is_absolute() and default_config is not None:
-        beside_repo = default_config.parent.parent / path  # conf/x.yaml given from another working directory
-        path = str(beside_repo) if beside_repo.exists() else path
+    if path and not Path(path).exists() and str(Path(path).parent) in (".", "conf"):
+        # "score.yaml" or "conf/score.yaml" from any working directory (an installed wheel, a cluster task):
+        # the packaged config of that name.
+        shipped = packaged_config(Path(path).name)
+        path = str(shipped) if shipped.is_file() else path
     return load_config(config_cls, path, args.overrides)
 
 

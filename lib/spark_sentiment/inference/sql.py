@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
+import argparse
+import json
+import sys
+from typing import Sequence
+
 from pyspark.sql import SparkSession
 
+from ..config.sections import MlflowSection
+from ..core.errors import SentimentError
+from ..model import tracking
 from ..model.registry import resolve_model
 from .engines import shipped_native_udf
 from .predictor import PredictorOptions
@@ -27,4 +35,24 @@ def register_sentiment_function(
     return resolved.label
 
 
-__all__ = ["register_sentiment_function"]
+def main(argv: Sequence[str] | None = None) -> int:
+    """Console entry point ``spark-sentiment-sql`` (also ``jobs/sql.py``): run statements, print rows as JSON."""
+    parser = argparse.ArgumentParser(description="Run SQL statements and print each row as JSON.")
+    parser.add_argument("statements", nargs="+", help="SQL statements, run in order")
+    parser.add_argument("--function", metavar="MODEL_URI", help="register sentiment(text) backed by this model first")
+    args = parser.parse_args(sys.argv[1:] if argv is None else list(argv))
+
+    from ..core.session import get_spark, is_local
+
+    spark = get_spark("spark-sentiment-sql")
+    try:
+        if args.function:
+            tracking.configure(MlflowSection(), local=is_local(spark))
+            register_sentiment_function(spark, args.function)
+        for statement in args.statements:
+            for row in spark.sql(statement).collect():
+                print(json.dumps(row.asDict(recursive=True), default=str), flush=True)
+    except SentimentError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0

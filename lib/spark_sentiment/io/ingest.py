@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import argparse
+import json
+import sys
+from typing import Sequence
+
 from pyspark.sql import DataFrame, SparkSession
 
+from ..core.errors import SentimentError
 from .delta import write_table
 from .tables import TableRef, read_aclimdb, read_hf, read_spark, resolve_source
 
 
 def read_reviews(spark: SparkSession, source: str, split: str | None = None, limit: int | None = None) -> DataFrame:
     """All columns of ``source`` (a split of it when given) as a Spark DataFrame, at most ``limit`` rows."""
-    resolved = resolve_source(source, "auto", split, key="--source")
+    resolved = resolve_source(spark, source, "auto", split, key="--source")
     if resolved.format == "aclimdb":
-        df = spark.createDataFrame(read_aclimdb(resolved.location))
+        df = spark.createDataFrame(read_aclimdb(spark, resolved.location))
     elif resolved.format == "hf":
         df = spark.createDataFrame(read_hf(resolved.location, resolved.split))
     else:
@@ -31,3 +37,27 @@ def ingest(
     """Write ``source`` into the Delta ``target``; returns the number of rows written."""
     write_table(read_reviews(spark, source, split, limit), target, mode)
     return read_spark(spark, target).count()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Console entry point ``spark-sentiment-ingest`` (also ``jobs/ingest.py``); exit 2 on bad input."""
+    parser = argparse.ArgumentParser(description="Land reviews in a Delta table.")
+    parser.add_argument("--source", required=True, help="Parquet/Delta path, aclImdb folder, table or hf:<dataset>")
+    parser.add_argument("--split", help="split inside a folder of splits (e.g. unsup) or of a hub dataset")
+    target = parser.add_mutually_exclusive_group(required=True)
+    target.add_argument("--table", help="catalog table to write")
+    target.add_argument("--path", help="Delta path to write")
+    parser.add_argument("--limit", type=int, help="keep at most this many rows")
+    parser.add_argument("--mode", choices=["overwrite", "append"], default="overwrite")
+    args = parser.parse_args(sys.argv[1:] if argv is None else list(argv))
+
+    from ..core.session import get_spark
+
+    spark = get_spark("spark-sentiment-ingest")
+    try:
+        rows = ingest(spark, args.source, TableRef.of(args.path, args.table), args.split, args.limit, args.mode)
+    except SentimentError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps({"rows": rows, "target": args.table or args.path}))
+    return 0

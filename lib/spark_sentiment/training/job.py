@@ -6,20 +6,20 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from ..config.cli import run_job
+from ..config.cli import packaged_config, run_job
 from .config import TrainJobConfig
 
 DESCRIPTION = "Fine-tune and register a sentiment model."
 
 
 def run(config: TrainJobConfig) -> dict[str, Any]:
-    """Resolve the data (a missing path fails before Spark starts), then train, log and register."""
+    """Resolve the data (a missing path fails before any training), then train, log and register."""
     from ..core.session import get_spark
     from .data import plan_sources
     from .trainer import train_and_register
 
-    plan = plan_sources(config.data)
     spark = get_spark(config.spark.app_name, config.spark.conf)
+    plan = plan_sources(spark, config.data)
     return train_and_register(spark, config, plan)
 
 
@@ -28,5 +28,11 @@ def main(argv: Sequence[str] | None = None, *, default_config: Path | None = Non
     return run_job(sys.argv[1:] if argv is None else argv, TrainJobConfig, default_config, run, DESCRIPTION)
 
 
+def cli() -> int:
+    """Console entry point ``spark-sentiment-train`` (also ``jobs/train.py``): ``main`` with the packaged
+    ``train.yaml`` as the default config."""
+    return main(default_config=packaged_config("train.yaml"))
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli())
