@@ -18,10 +18,10 @@ help:
 	@echo "make demo   - create the venv if missing, train + register on embedded defaults, score a Delta table"
 	@echo "make test   - install if missing and run the test suite (everything but GPU tests)"
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON_BOOT) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[spark,test]'
 	@touch $@
 
 install: $(STAMP)
@@ -42,8 +42,9 @@ demo: install
 	@echo "Model: models:/SentimentAnalysis@champion in sqlite:///$(SPARK_SENTIMENT_DATA)/mlflow/mlflow.db"
 	@echo "MLflow UI: $(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(SPARK_SENTIMENT_DATA)/mlflow/mlflow.db"
 
+# Two xdist workers, each with its own Spark session; tests of the fine-tuned MiniLM share one worker.
 test: install
-	$(PY) -m pytest -m "not gpu and not soak" $(PYTEST_ARGS)
+	$(PY) -m pytest -n 2 --dist loadgroup -m "not gpu and not soak" $(PYTEST_ARGS)
 
 soak: install
 	$(PY) -m pytest -m soak $(PYTEST_ARGS)

@@ -4,7 +4,8 @@
 
 FAULT is ``none``, ``kill:before_write``, ``kill:during_write`` or ``kill:after_write`` (SIGKILL to the whole process
 group, driver Python and JVM alike) or ``barrier:<dir>:<n>`` (wait before writing until ``n`` jobs are
-there). The faults live here, in the tests, and reach the job through its write hooks.
+there). The faults live here, in the tests, and reach the job through its write hooks. Rows are labeled by
+the keyword predictor of ``tests/stubs.py`` (the model is resolved and recorded as usual).
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import threading
 import time
 from pathlib import Path
 
+import stubs
+from pyspark import cloudpickle
 from spark_sentiment.scoring.hooks import WriteHooks
 from spark_sentiment.scoring.job import main
 
@@ -75,4 +78,7 @@ def hooks_for(fault: str) -> WriteHooks:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[2:], hooks=hooks_for(sys.argv[1])))
+    # The keyword predictor: what is under test is the write, and Python workers that import no torch keep
+    # several of these jobs affordable on two cores.
+    cloudpickle.register_pickle_by_value(stubs)
+    sys.exit(main(sys.argv[2:], hooks=hooks_for(sys.argv[1]), factory=stubs.KeywordPredictor))

@@ -1,9 +1,12 @@
 """Faults: a dying Python worker, a driver killed at several points, two jobs racing on one output.
 
 Real Spark and Delta throughout. The faults are the tests' own: a predictor factory that makes a worker
-exit, and write hooks (``tests/fault_job.py``) that SIGKILL a job's process group or hold two jobs at a
-barrier. Every test asserts an invariant -- the output is the previous version or the complete new one,
-no row is lost or duplicated, one change is committed once -- not one particular schedule.
+exit, and write hooks that SIGKILL a job's process group (``tests/fault_job.py``), make the driver die, or
+hold two jobs at a barrier. Processes are started only where the process is the point: the kill during the
+write and the second racing driver. These tests label with the keyword predictor (what they test is the
+write), here and in the jobs they start. Every test asserts an invariant -- the output is the previous
+version or the complete new one, no row is lost or duplicated, one change is committed once -- not one
+particular schedule.
 """
 
 from __future__ import annotations
@@ -15,10 +18,12 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import PYTHON, REPO, TINY, change_source, clean_result, contents, job, versions
+from conftest import PYTHON, REPO, SMALL_DATA_CONF, TINY, change_source, clean_result, contents, job, versions
+from fault_job import barrier
 from pyspark.testing import assertDataFrameEqual
+from spark_sentiment.scoring.hooks import WriteHooks
 from spark_sentiment.scoring.job import score_table
-from stubs import ExitOnceFactory
+from stubs import ExitOnceFactory, KeywordPredictor
 
 
 def referenced_files(spark, path) -> set[str]:
@@ -28,17 +33,22 @@ def referenced_files(spark, path) -> set[str]:
 @pytest.fixture(scope="module")
 def resolved_jars(spark) -> str:
     """The Delta jars the test session already resolved, handed to the jobs' JVMs (no Ivy round per job)."""
-    jars = spark.sparkContext.getConf().get("spark.jars", "")
-    return jars if "delta-spark" in jars else ""
+    s3 = ("hadoop-aws", "awssdk", "analyticsaccelerator", "wildfly-openssl")  # the jobs here need no s3a
+    jars = [j for j in spark.sparkContext.getConf().get("spark.jars", "").split(",") if not any(n in j for n in s3)]
+    return ",".join(jars) if any("delta-spark" in j for j in jars) else ""
 
 
 def start_job(tmp_path: Path, name: str, source, out, fault: str, jars: str) -> subprocess.Popen:
     """``tests/fault_job.py`` in its own process group (the kill takes the whole group: Python and JVM)."""
     sets = [f"input.path={source}", f"output.path={out}", "input.key_columns=[id]", "output.mode=incremental"]
-    conf = {"spark.ui.enabled": "false", **({"spark.jars": jars} if jars else {})}
+    conf = {"spark.ui.enabled": "false", **SMALL_DATA_CONF, **({"spark.jars": jars} if jars else {})}
     sets += [f"model.uri={TINY}", f"spark.conf={json.dumps(conf)}"]  # JSON is YAML
     args = [PYTHON, "tests/fault_job.py", fault, *sum((["--set", s] for s in sets), [])]
-    env = {**os.environ, "SPARK_SENTIMENT_DATA": str(tmp_path / name), "PYTHONPATH": str(REPO / "tests")}
+    env = {
+        **os.environ,
+        "SPARK_SENTIMENT_DATA": str(tmp_path / name),
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO / "tests"), os.environ.get("PYTHONPATH")])),
+    }
     return subprocess.Popen(
         args, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
     )
@@ -53,56 +63,95 @@ def test_python_worker_dying_once_is_retried_to_the_clean_result(spark, tiny_mod
     assertDataFrameEqual(contents(spark, tmp_path / "out"), clean_result(spark, cdf_source, tmp_path))
 
 
+class DriverDied(BaseException):
+    """A driver crash at a hook: a BaseException, so no ``except Exception`` in the job can swallow it."""
+
+
+def die(*_args) -> None:
+    raise DriverDied()
+
+
+def prepared(spark, source, tmp_path, names):
+    """An incremental output scored once, then a change to the input (2 rows to upsert, 1 to delete), one copy
+    of the output per name; returns (outputs, rows before, version before, what a clean run gives)."""
+    first = tmp_path / "first"
+    score_table(spark, job(source, first), factory=KeywordPredictor)
+    change_source(spark, source)
+    outputs = {name: tmp_path / name for name in names}
+    for out in outputs.values():
+        shutil.copytree(first, out)
+    clean = clean_result(spark, source, tmp_path, factory=KeywordPredictor)
+    return outputs, contents(spark, first).collect(), versions(spark, first), clean
+
+
+def rerun_completes_then_finds_nothing(spark, source, out, committed: bool, clean) -> None:
+    rerun = score_table(spark, job(source, out), factory=KeywordPredictor)
+    assert rerun.status == ("up_to_date" if committed else "succeeded")
+    assertDataFrameEqual(contents(spark, out), clean)
+    assert score_table(spark, job(source, out), factory=KeywordPredictor).status == "up_to_date"
+
+
 @pytest.mark.slow
-def test_driver_killed_before_during_after_the_write_leaves_previous_or_complete_table(
+def test_driver_killed_during_the_write_leaves_previous_or_complete_table(
     spark, tiny_model, cdf_source, tmp_path, resolved_jars
 ):
-    source, first = cdf_source, tmp_path / "first"
-    score_table(spark, job(source, first))
-    change_source(spark, source)  # each killed job has 2 rows to upsert and 1 to delete
-    before, version = contents(spark, first).collect(), versions(spark, first)
-    clean = clean_result(spark, source, tmp_path)
-    points = ("before_write", "during_write", "after_write")
-    outputs = {point: tmp_path / point for point in points}
-    for out in outputs.values():  # each kill starts from its own copy of the same table
-        shutil.copytree(first, out)
-    procs = {p: start_job(tmp_path, p, source, outputs[p], f"kill:{p}", resolved_jars) for p in points}
-    logs = {p: proc.communicate(timeout=600)[0] for p, proc in procs.items()}
-    for point, proc in procs.items():
-        assert proc.returncode == -9, f"{point}: {logs[point][-3000:]}"
+    """A real SIGKILL of the job's whole process group (Python driver and JVM) once the write has put data
+    files into the output: the one point where a dying process can leave something behind."""
+    outputs, before, version, clean = prepared(spark, cdf_source, tmp_path, ["killed"])
+    out = outputs["killed"]
+    proc = start_job(tmp_path, "killed", cdf_source, out, "kill:during_write", resolved_jars)
+    log = proc.communicate(timeout=600)[0]
+    assert proc.returncode == -9, log[-3000:]
+    committed = versions(spark, out) > version
+    # Readers see the previous version or the complete new one, never anything in between.
+    assertDataFrameEqual(contents(spark, out), clean if committed else before)
+    assert versions(spark, out) in (version, version + 1)
+    if not committed:  # files the killed write left behind are referenced by no commit
+        orphans = {f.name for f in out.glob("*.parquet")} - referenced_files(spark, out)
+        print("killed before its commit;", len(orphans), "unreferenced data files")
+    rerun_completes_then_finds_nothing(spark, cdf_source, out, committed, clean)
 
-    committed = {p: versions(spark, outputs[p]) > version for p in points}
-    for point in points:
+
+def test_driver_dying_just_before_or_after_the_write(spark, tiny_model, cdf_source, tmp_path):
+    """The driver dies at the write's edges (in this process: the disk state a SIGKILL leaves there is the
+    same, nothing or one complete commit, and no cleanup code runs in between)."""
+    outputs, before, version, clean = prepared(spark, cdf_source, tmp_path, ["before", "after"])
+    for point, hooks, committed in (
+        ("before", WriteHooks(before_write=die), False),
+        ("after", WriteHooks(after_write=die), True),
+    ):
         out = outputs[point]
-        # Readers see the previous version or the complete new one, never anything in between.
-        assertDataFrameEqual(contents(spark, out), clean if committed[point] else before)
-        assert versions(spark, out) in (version, version + 1)
-        if not committed[point]:  # files the killed write left behind are referenced by no commit
-            orphans = {f.name for f in out.glob("*.parquet")} - referenced_files(spark, out)
-            print(point, "killed before its commit;", len(orphans), "unreferenced data files")
-    assert committed == {"before_write": False, "during_write": committed["during_write"], "after_write": True}
-
-    for point in points:  # a rerun completes what a killed run left, and a second finds nothing to do
-        rerun = score_table(spark, job(source, outputs[point]))
-        assert rerun.status == ("up_to_date" if committed[point] else "succeeded"), point
-        assertDataFrameEqual(contents(spark, outputs[point]), clean)
-        assert score_table(spark, job(source, outputs[point])).status == "up_to_date"
+        with pytest.raises(DriverDied):
+            score_table(spark, job(cdf_source, out), factory=KeywordPredictor, hooks=hooks)
+        assert versions(spark, out) == version + int(committed), point
+        assertDataFrameEqual(contents(spark, out), clean if committed else before)
+        rerun_completes_then_finds_nothing(spark, cdf_source, out, committed, clean)
 
 
 @pytest.mark.slow
 def test_two_jobs_racing_on_one_output_neither_lose_nor_duplicate_rows(
     spark, tiny_model, cdf_source, tmp_path, resolved_jars
 ):
+    """Two drivers, each with its own JVM (a job process and this test session), meet at a barrier just
+    before the write, so both planned the same change and both write it."""
     source = cdf_source
     out = tmp_path / "out"
-    score_table(spark, job(source, out))
+    score_table(spark, job(source, out), factory=KeywordPredictor)
     change_source(spark, source)
     version = versions(spark, out)
-    barrier = f"barrier:{tmp_path / 'barrier'}:2"  # both reach the write before either starts it
-    procs = [start_job(tmp_path, f"job{i}", source, out, barrier, resolved_jars) for i in range(2)]
-    logs = [p.communicate(timeout=600)[0] for p in procs]
-    assert [p.returncode for p in procs] == [0, 0], logs[0][-2000:] + logs[1][-2000:]
-    summaries = [json.loads(log.strip().splitlines()[-1]) for log in logs]
+    folder = tmp_path / "barrier"
+    proc = start_job(tmp_path, "other", source, out, f"barrier:{folder}:2", resolved_jars)
+    try:
+        here = score_table(
+            spark,
+            job(source, out),
+            factory=KeywordPredictor,
+            hooks=WriteHooks(before_write=lambda target: barrier(str(folder), 2)),
+        ).as_dict()
+    finally:
+        log = proc.communicate(timeout=600)[0]
+    assert proc.returncode == 0, log[-3000:]
+    summaries = [here, json.loads(log.strip().splitlines()[-1])]
     print("concurrent outcome:", sorted((s["status"], s["write_attempts"]) for s in summaries))
     # The change is committed exactly once: one job wins, the other finds the work done (after losing the
     # Delta conflict and re-planning, or by planning after the winner's commit).
@@ -110,4 +159,4 @@ def test_two_jobs_racing_on_one_output_neither_lose_nor_duplicate_rows(
     assert versions(spark, out) == version + 1
     result = contents(spark, out)
     assert result.count() == result.select("id").distinct().count() == 6
-    assertDataFrameEqual(result, clean_result(spark, source, tmp_path))
+    assertDataFrameEqual(result, clean_result(spark, source, tmp_path, factory=KeywordPredictor))
