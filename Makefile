@@ -26,9 +26,11 @@ $(STAMP): pyproject.toml constraints.txt
 
 install: $(STAMP)
 
-# Delta jars come from Maven Central through Spark's resolver (cached in ~/.ivy2*); this warms the cache.
+# Delta jars (and hadoop-aws, which the tests' S3 server needs) come from Maven Central through Spark's
+# resolver (cached in ~/.ivy2*); this warms the cache.
 jars: install
-	$(PY) -c "from spark_sentiment.core.session import get_spark; get_spark('resolve-delta-jars').stop()"
+	$(PY) -c "from spark_sentiment.core.session import get_spark; from spark_sentiment.core.spark_conf import \
+	hadoop_aws_maven_coordinate as aws; get_spark('resolve-jars', {'spark.jars.packages': aws()}).stop()"
 
 UNSUP_SPLIT := $(if $(filter hf:%,$(IMDB_DATA)),unsupervised,unsup)
 DEMO_ROWS ?= 3000
@@ -42,9 +44,10 @@ demo: install
 	@echo "Model: models:/SentimentAnalysis@champion in sqlite:///$(SPARK_SENTIMENT_DATA)/mlflow/mlflow.db"
 	@echo "MLflow UI: $(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(SPARK_SENTIMENT_DATA)/mlflow/mlflow.db"
 
-# Two xdist workers, each with its own Spark session; tests of the fine-tuned MiniLM share one worker.
+# One process (on 2 cores the suite keeps both busy already; PYTEST_ARGS="-n 4 --dist loadgroup" spreads it
+# over pytest-xdist workers on bigger machines, the MiniLM tests then share one worker).
 test: install
-	$(PY) -m pytest -n 2 --dist loadgroup -m "not gpu and not soak" $(PYTEST_ARGS)
+	$(PY) -m pytest -m "not gpu and not soak" $(PYTEST_ARGS)
 
 soak: install
 	$(PY) -m pytest -m soak $(PYTEST_ARGS)

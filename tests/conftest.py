@@ -58,7 +58,7 @@ def gpu_available() -> bool:
 
 @pytest.hookimpl(tryfirst=True)  # before xdist's loadgroup reads the xdist_group marks
 def pytest_collection_modifyitems(config, items):
-    # Under pytest-xdist (make test: -n 2 --dist loadgroup) every worker has its own session fixtures: the
+    # Under pytest-xdist (PYTEST_ARGS="-n 4 --dist loadgroup") every worker has its own session fixtures: the
     # tests of the fine-tuned MiniLM share one worker, so it is trained once per run, not once per worker.
     for item in items:
         if "minilm_model" in item.fixturenames:
