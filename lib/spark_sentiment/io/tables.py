@@ -125,7 +125,7 @@ def has_split(spark: SparkSession, text: str, split: str) -> bool:
         return True
     paths = HadoopPaths(spark)
     path = os.path.expanduser(text) if text.startswith("~") else text
-    if is_table_identifier(path) and not paths.exists(path):
+    if is_table_name(paths, path):
         return False
     children = {e.name: e.is_dir for e in paths.children(path)}
     return f"{split}.parquet" in children or bool(children.get(split))
