@@ -36,7 +36,6 @@ class HadoopPaths:
     """Path operations on one session's Hadoop file systems (one per scheme, cached by Hadoop)."""
 
     def __init__(self, spark: SparkSession):
-        self.spark = spark
         jsession = getattr(spark, "_jsparkSession", None)
         if jsession is None:
             raise NotImplementedError("data paths need a classic Spark session (Spark Connect has no JVM handle)")
@@ -74,7 +73,3 @@ class HadoopPaths:
             (Entry(str(s.getPath().getName()), bool(s.isDirectory())) for s in fs.listStatus(jpath)),
             key=lambda e: e.name,
         )
-
-    def has_data_files(self, path: str) -> bool:
-        """Whether a folder holds any file other than hidden/underscore ones (e.g. ``_SUCCESS``)."""
-        return any(not e.name.startswith(("_", ".")) for e in self.children(path))
