@@ -43,3 +43,31 @@ class ExitOnceFactory:
         except FileExistsError:
             return Predictor(model_dir, options, gpu_address)
         os._exit(17)
+
+
+@dataclass(frozen=True)
+class MarkingFactory:
+    """The keyword predictor, built only after touching ``marker``: a test that finds no marker knows no
+    row was scored."""
+
+    marker: str
+
+    def __call__(self, model_dir: str, options, gpu_address: str | None = None) -> KeywordPredictor:
+        Path(self.marker).touch()
+        return KeywordPredictor(model_dir, options, gpu_address)
+
+
+@dataclass(frozen=True)
+class InterpreterRecordingFactory:
+    """The keyword predictor; each Python worker that builds one first records its interpreter and where
+    it imported pandas from (one JSON file per worker process under ``folder``)."""
+
+    folder: str
+
+    def __call__(self, model_dir: str, options, gpu_address: str | None = None) -> KeywordPredictor:
+        import json
+        import sys
+
+        record = {"executable": sys.executable, "prefix": sys.prefix, "pandas": pd.__file__}
+        Path(self.folder, f"{os.getpid()}.json").write_text(json.dumps(record))
+        return KeywordPredictor(model_dir, options, gpu_address)

@@ -29,10 +29,14 @@ def score_column(text_column: str) -> str:
     return f"{text_column}{SCORE_SUFFIX}"
 
 
+def added_columns(text_columns: list[str]) -> list[str]:
+    """The columns scoring adds, in order, for ``text_columns``."""
+    return [name for c in text_columns for name in (label_column(c), score_column(c))] + [MODEL_COLUMN, TIME_COLUMN]
+
+
 def check_output_columns(columns: list[str], text_columns: list[str]) -> None:
     """The columns scoring adds must not exist in the input (a scored table fed back in, say)."""
-    added = [name for c in text_columns for name in (label_column(c), score_column(c))]
-    clashes = [c for c in added + [MODEL_COLUMN, TIME_COLUMN] if c in columns]
+    clashes = [c for c in added_columns(text_columns) if c in columns]
     if clashes:
         raise DataError(f"input already has column '{clashes[0]}'; score the original table, not a scored one")
 

@@ -26,6 +26,7 @@ from pyspark.sql import functions as F
 
 from ..core.errors import DataError
 from ..core.names import quote
+from .features import check_output_features, creation_options, unsupported_features_as_errors
 from .fs import HadoopPaths
 from .tables import TableRef
 
@@ -123,6 +124,23 @@ def target_exists(spark: SparkSession, target: TableRef) -> bool:
     raise DataError(f"output path {target.path} exists but is not a Delta table")
 
 
+def check_output(spark: SparkSession, target: TableRef, columns: list[str], mode: str) -> None:
+    """Before scoring: the output is absent or a Delta table that can take rows with ``columns`` in
+    ``mode`` (see :mod:`.features`).
+
+    Raises
+    ------
+    DataError
+        A non-Delta output, or a table feature, property or column name the write could not honour.
+    """
+    with unsupported_features_as_errors(f"output {target.describe()}"):
+        if not target_exists(spark, target):
+            return
+        detail = delta_table(spark, target).detail().select("properties", "tableFeatures").first()
+    features = list(detail["tableFeatures"] or [])
+    check_output_features(spark, target, dict(detail["properties"] or {}), features, columns, mode)
+
+
 def delta_table(spark: SparkSession, target: TableRef) -> DeltaTable:
     return DeltaTable.forName(spark, target.table) if target.table else DeltaTable.forPath(spark, str(target.path))
 
@@ -162,9 +180,10 @@ def last_tag(spark: SparkSession, target: TableRef, app_id: str) -> dict[str, An
     return None
 
 
-def write_table(df: DataFrame, target: TableRef, mode: str) -> None:
-    """Plain Delta write (``overwrite``/``append``) to a path or a catalog table."""
-    writer = df.write.format("delta").mode(mode)
+def write_table(df: DataFrame, target: TableRef, mode: str, create: bool = False) -> None:
+    """Plain Delta write (``overwrite``/``append``) to a path or a catalog table; ``create``: the write
+    creates the table, with the properties its columns need (column mapping for names Parquet cannot hold)."""
+    writer = df.write.format("delta").mode(mode).options(**(creation_options(df.columns) if create else {}))
     if target.table:
         writer.saveAsTable(target.table)
     else:
@@ -234,7 +253,7 @@ def write_scored(
     before = table_version(spark, target)
     with _tagged(spark, tag):
         if before is None or mode in ("overwrite", "append"):
-            write_table(df, target, mode if before is not None else "overwrite")
+            write_table(df, target, mode if before is not None else "overwrite", create=before is None)
         else:
             _merge(delta_table(spark, target), df, key_columns, deletes)
     for version, found, metrics in _tagged_commits(spark, target, after=before):

@@ -13,6 +13,7 @@ from pyspark.sql import functions as F
 
 from ..core.errors import DataError
 from ..core.names import quote
+from .features import unsupported_features_as_errors
 from .tables import TableRef, read_spark, resolve_source
 
 
@@ -79,12 +80,13 @@ def open_input(spark: SparkSession, path: str | None, table: str | None, fmt: st
         source = resolve_source(spark, str(path), fmt, key="input.path")
         if source.format not in ("delta", "parquet"):
             raise DataError(f"input.path {path} is {source.format}, expected a Delta table or Parquet files")
-    delta = _delta(spark, source)
-    if delta is None:
-        return Snapshot(spark, source)
-    detail = delta.detail().select("properties").first()
-    properties = detail["properties"] or {}
-    version = int(delta.history(1).select("version").first()["version"])
+    with unsupported_features_as_errors(f"input {source.describe()}"):
+        delta = _delta(spark, source)
+        if delta is None:
+            return Snapshot(spark, source)
+        detail = delta.detail().select("properties").first()
+        properties = detail["properties"] or {}
+        version = int(delta.history(1).select("version").first()["version"])
     cdf = str(properties.get("delta.enableChangeDataFeed", "false")).lower() == "true"
     return Snapshot(spark, source, version, cdf)
 

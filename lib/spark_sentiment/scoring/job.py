@@ -18,11 +18,11 @@ from pyspark.sql import SparkSession
 
 from ..config.cli import packaged_config, run_job
 from ..core.session import is_local
-from ..inference.columns import check_output_columns
+from ..inference.columns import added_columns, check_output_columns
 from ..inference.engines import predictor_options, scoring_function
 from ..inference.predictor import Predictor, PredictorFactory
 from ..inference.text_policy import check_text_columns
-from ..io.delta import CommitTag, WriteResult, last_tag, retry_on_conflict, target_exists, write_scored
+from ..io.delta import CommitTag, WriteResult, check_output, last_tag, retry_on_conflict, write_scored
 from ..io.snapshot import check_keys, open_input
 from ..io.tables import TableRef, require_columns
 from ..model import tracking
@@ -70,13 +70,14 @@ def score_table(
     reference = reference_distribution(resolved)
     log.info("model %s packaged and load-tested", resolved.label)
     target = TableRef.of(cfg.output.path, cfg.output.table)
-    target_exists(spark, target)  # an output that is not Delta fails before scoring
     table = open_input(spark, cfg.input.path, cfg.input.table, cfg.input.format)
     df, where = table.read(), table.describe()
     log.info("input %s at version %s", where, table.version)
     check_text_columns(df, cfg.input.text_columns, where)
     require_columns(df.columns, cfg.input.key_columns, where, what="key column")
     check_output_columns(df.columns, cfg.input.text_columns)
+    # Table features, append-only, column names: what the output could not take fails before scoring.
+    check_output(spark, target, df.columns + added_columns(cfg.input.text_columns), cfg.output.mode)
     summary = ScoreSummary(
         status="succeeded",
         engine=cfg.engine,
