@@ -7,6 +7,9 @@
 #   SPARK_SUBMIT_OPTS_EXTRA extra spark-submit options, word-split (e.g. "--executor-memory 4g --num-executors 4")
 #   SPARK_SENTIMENT_DATA    local state: warehouse + metastore (local masters only), MLflow store (default <repo>/data)
 #   PYTHON                  interpreter with the project installed (default <repo>/.venv/bin/python)
+#   EXECUTOR_ENV            a packed Python environment for executors on hosts that lack this venv (a venv-pack
+#                           or conda-pack .tar.gz, local or on any Hadoop path): shipped with --archives and
+#                           unpacked as ./env in each executor, which runs ./env/bin/python; the driver keeps $PY
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -53,6 +56,14 @@ case "$master" in
   local*) mapfile -t delta_args < <("$PY" -m spark_sentiment.core.spark_conf --local "$SPARK_SENTIMENT_DATA") ;;
   *) mapfile -t delta_args < <("$PY" -m spark_sentiment.core.spark_conf) ;;
 esac
+# Executors' Python: this venv's interpreter (hosts that share its path), or a packed environment.
+executor_python="$PYSPARK_PYTHON"
+env_args=()
+if [ -n "${EXECUTOR_ENV:-}" ]; then
+  executor_python="./env/bin/python"
+  env_args=(--archives "$EXECUTOR_ENV#env" --conf "spark.pyspark.python=$executor_python"
+            --conf "spark.pyspark.driver.python=$PYSPARK_DRIVER_PYTHON")
+fi
 java_opts="-Dlog4j2.configurationFile=file:$ROOT/conf/log4j2.properties -Dderby.system.home=$SPARK_SENTIMENT_DATA"
 
 # shellcheck disable=SC2086  # SPARK_SUBMIT_OPTS_EXTRA is word-split on purpose
@@ -60,7 +71,8 @@ exec "$(dirname "$PY")/spark-submit" \
   --master "$master" \
   "${delta_args[@]}" \
   --py-files "$zip" \
+  ${env_args[@]+"${env_args[@]}"} \
   --driver-java-options "$java_opts" \
-  --conf "spark.executorEnv.PYSPARK_PYTHON=$PYSPARK_PYTHON" \
+  --conf "spark.executorEnv.PYSPARK_PYTHON=$executor_python" \
   ${SPARK_SUBMIT_OPTS_EXTRA:-} \
   "$job" "$@"

@@ -5,6 +5,9 @@ model package through Spark (SparkFiles), which the test checks in the workers' 
 The cluster's catalog (a Hive metastore and warehouse given as confs, as spark-defaults.conf or
 hive-site.xml would) is the one the job uses. A second spark-submit (a new session, local master, same
 catalog confs) then queries the scored table through that catalog with SQL.
+
+For hosts that lack the project's venv, a packed environment (venv-pack) is shipped with ``--archives``
+and the executors run ``./env/bin/python`` from it while the driver keeps its own interpreter.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -23,9 +27,10 @@ pytestmark = pytest.mark.slow
 SPARK_CLASS = str(Path(pyspark.__file__).parent / "bin" / "spark-class")
 
 
-@pytest.fixture()
-def standalone_cluster(tmp_path):
-    """Master + 2 one-core workers; every process is stopped by its pid at the end."""
+@pytest.fixture(scope="module")
+def standalone_cluster(tmp_path_factory):
+    """Master + 2 one-core workers, shared by this module's tests; every process is stopped by its pid."""
+    tmp_path = tmp_path_factory.mktemp("cluster")
     env = {**os.environ, "SPARK_LOCAL_IP": "127.0.0.1", "SPARK_NO_DAEMONIZE": "1"}
     port, ui = free_port(), free_port()
     logs = tmp_path / "cluster-logs"
@@ -157,3 +162,56 @@ def test_score_on_standalone_cluster_then_query_from_new_session(spark, tiny_mod
     assert sum(r["n"] for r in rows) == 40
     assert {r["label"] for r in rows} <= {None, "NEGATIVE", "POSITIVE"}
     assert sum(r["n"] for r in rows if r["label"] is None) == 2
+
+
+@pytest.fixture(scope="module")
+def packed_env(tmp_path_factory) -> Path:
+    """What a cluster without the venv gets: a venv-pack archive of a fresh venv holding the executor-side
+    dependencies of the keyword predictor (numpy, pandas, pyarrow at the versions the driver runs; the
+    project itself travels as --py-files). A real model adds torch and transformers (docs/deployment.md)."""
+    import numpy
+    import pandas
+    import pyarrow
+    import venv_pack
+
+    root = tmp_path_factory.mktemp("packed-env")
+    prefix = root / "venv"
+    subprocess.run([sys._base_executable, "-m", "venv", str(prefix)], check=True)
+    pins = [f"numpy=={numpy.__version__}", f"pandas=={pandas.__version__}", f"pyarrow=={pyarrow.__version__}"]
+    pip = [str(prefix / "bin" / "python"), "-m", "pip", "install", "-q", "--disable-pip-version-check", *pins]
+    subprocess.run(pip, check=True, timeout=600)
+    archive = root / "env.tar.gz"
+    venv_pack.pack(prefix=str(prefix), output=str(archive), compress_level=1)
+    return archive
+
+
+def test_executors_run_a_shipped_python_environment(spark, tiny_model, standalone_cluster, packed_env, tmp_path):
+    master, workers = standalone_cluster
+    source = str(tmp_path / "reviews")
+    spark.createDataFrame(ROWS_FOR_CLUSTER, "id int, body string").write.format("delta").save(source)
+    records = tmp_path / "interpreters"
+    records.mkdir()
+    env = {
+        "SPARK_MASTER": master,
+        "SPARK_SENTIMENT_DATA": str(tmp_path / "job-data"),
+        "SPARK_LOCAL_IP": "127.0.0.1",
+        "EXECUTOR_ENV": str(packed_env),
+        "PYTHONPATH": str(Path(__file__).parent),  # the driver imports tests/stubs.py (executors get it pickled)
+        "SPARK_SUBMIT_OPTS_EXTRA": "--conf spark.executor.memory=1g --conf spark.cores.max=2",
+    }
+    sets = [f"input.path={source}", f"output.path={tmp_path / 'out'}", "input.text_columns=[body]"]
+    sets += ["input.key_columns=[id]", "model.uri=models:/TinySentiment@champion", "score.partitions=4"]
+    args = ["./spark-submit.sh", "tests/env_job.py", str(records), *sum((["--set", s] for s in sets), [])]
+    result = run_cli(args, env=env)
+    assert result.returncode == 0, result.stderr[-4000:]
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert (summary["rows_in"], summary["rows_scored"], summary["null_texts"]) == (40, 38, 2)
+
+    # Every Python worker ran the unpacked archive's interpreter, inside an executor's work folder, and
+    # imported pandas from it; none ran the project's venv.
+    seen = [json.loads(p.read_text()) for p in records.glob("*.json")]
+    assert len(seen) >= 2, seen
+    work = [str(w.resolve()) for w in workers]
+    for record in seen:
+        assert record["prefix"].endswith("/env") and any(record["prefix"].startswith(w) for w in work), record
+        assert record["pandas"].startswith(record["prefix"]) and not record["pandas"].startswith(sys.prefix)

@@ -1,8 +1,8 @@
 """Two scoring engines with one contract: a function ``text column -> struct<label string, score float>``.
 
-* ``native``: an iterator pandas UDF; a predictor factory (by default :class:`predictor.Predictor`) builds
-  the model once per Python worker from the package Spark shipped (SparkFiles), kept in a bounded LRU
-  cache, and each Arrow batch is re-batched by length.
+* ``native``: an iterator pandas UDF (:mod:`.worker`, all the executors import); a predictor factory (by
+  default :class:`predictor.Predictor`) builds the model once per Python worker from the package Spark
+  shipped (SparkFiles), kept in a bounded LRU cache, and each Arrow batch is re-batched by length.
 * ``mlflow``: ``mlflow.pyfunc.spark_udf`` over the registered pipeline, the path MLflow users know.
 
 Rows that are not scorable (null, empty, whitespace) get null label and score under both engines. Invalid
@@ -12,68 +12,21 @@ byte never fails a task; the stored text is left as it was.
 
 from __future__ import annotations
 
-from typing import Callable, Iterator
+from typing import Callable
 
-import pandas as pd
 from pyspark.sql import Column, SparkSession
 from pyspark.sql import functions as F
-from pyspark.sql.functions import pandas_udf
-from pyspark.sql.types import FloatType, StringType, StructField, StructType
 
 from ..config.sections import ScoreSection
 from ..model.registry import ResolvedModel
 from .package import ModelPackage, build_package, ship, verify
 from .predictor import Predictor, PredictorFactory, PredictorOptions
 from .text_policy import scorable
+from .worker import RESULT_TYPE, native_udf
 
-RESULT_TYPE = StructType([StructField("label", StringType()), StructField("score", FloatType())])
+__all__ = ["RESULT_TYPE", "ScoreFn", "native_udf", "scoring_function", "shipped_native_udf"]
+
 ScoreFn = Callable[[Column], Column]
-
-
-def _worker_model_dir(archive_name: str) -> str:
-    """Where Spark unpacked the package on this executor."""
-    from pyspark import SparkFiles
-
-    return SparkFiles.get(archive_name)
-
-
-def _task_gpu() -> str | None:
-    """The GPU address Spark assigned to the running task (``spark.task.resource.gpu.amount``), if any."""
-    from pyspark import TaskContext
-
-    context = TaskContext.get()
-    if context is None:
-        return None
-    gpus = context.resources().get("gpu")
-    return gpus.addresses[0] if gpus and gpus.addresses else None
-
-
-def _task_threads(options: PredictorOptions) -> PredictorOptions:
-    """torch threads = ``spark.task.cpus`` unless configured, so concurrent tasks don't oversubscribe cores."""
-    from dataclasses import replace
-
-    from pyspark import TaskContext
-
-    if options.threads is not None:
-        return options
-    context = TaskContext.get()
-    return replace(options, threads=int(context.cpus()) if context is not None else None)
-
-
-def native_udf(package: ModelPackage, options: PredictorOptions, factory: PredictorFactory = Predictor):
-    """The native engine's pandas UDF. Its closure holds only small, picklable values: the package's name,
-    the options and the factory (a module-level callable, pickled by reference)."""
-    archive_name = package.archive_name
-
-    @pandas_udf(RESULT_TYPE)  # type: ignore[call-overload]
-    def predict(batches: Iterator[pd.Series]) -> Iterator[pd.DataFrame]:
-        from spark_sentiment.inference.predictor import cached_predictor
-
-        predictor = cached_predictor(_worker_model_dir(archive_name), _task_threads(options), _task_gpu(), factory)
-        for texts in batches:
-            yield predictor.predict(texts)
-
-    return predict
 
 
 def predictor_options(score: ScoreSection, allow_pickle_weights: bool = False) -> PredictorOptions:
@@ -103,7 +56,7 @@ def shipped_native_udf(
     """Package ``resolved`` once on the driver, ship it to the executors, and return the native UDF."""
     package = checked_package(resolved, options.allow_pickle_weights)
     ship(spark, package)
-    return native_udf(package, options, factory)
+    return native_udf(package.archive_name, options, factory)
 
 
 def mlflow_udf(spark: SparkSession, resolved: ResolvedModel):

@@ -12,6 +12,7 @@ import ctypes.util
 import functools
 import json
 import os
+import sys
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -252,7 +253,8 @@ def cached_models() -> list[tuple]:
 
 
 def _empty_cuda_cache() -> None:
-    import torch
-
-    if torch.cuda.is_available():
+    """Return the evicted models' CUDA memory; a worker that never imported torch holds none (and a
+    predictor that needs no torch, on an executor environment without it, must not import it here)."""
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available():
         torch.cuda.empty_cache()
