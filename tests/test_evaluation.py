@@ -55,7 +55,7 @@ def test_training_logs_curves_and_a_reference_distribution(versions):
     assert len(MlflowClient().get_metric_history(run_id, "loss")) >= 2  # the curve is a history, not a point
 
 
-def test_better_candidate_is_promoted_and_worse_one_refused(spark, versions):
+def test_better_candidate_is_promoted_and_worse_one_refused(spark, versions, tmp_path):
     assert aliases() == {"champion": versions["weak"], "candidate": versions["strong"]}
     summary = evaluate_and_promote(spark, evaluation())
     assert (summary["status"], summary["exit_code"]) == ("promoted", 0), summary["reason"]
@@ -73,12 +73,22 @@ def test_better_candidate_is_promoted_and_worse_one_refused(spark, versions):
     assert sum(map(sum, metrics["confusion_matrix"])) == 300
 
     # The weak version as candidate against the strong champion: refused, exit code 3, aliases unchanged.
+    # The summary also goes where a scheduler reads it (a file, a row of the runs table).
     MlflowClient().set_registered_model_alias(NAME, "candidate", versions["weak"])
-    code, out, err = call_main(main, sum((["--set", o] for o in evaluation_args()), []))
+    report = [f"report.summary_path={tmp_path / 'evaluate.json'}", f"report.runs_table={tmp_path / 'runs'}"]
+    code, out, err = call_main(main, sum((["--set", o] for o in evaluation_args() + report), []))
     assert code == 3, err[-3000:]
     refused = json.loads(out.strip().splitlines()[-1])
     assert refused["status"] == "kept_champion" and refused["candidate"]["f1"] < refused["champion"]["f1"]
     assert aliases()["champion"] == versions["strong"]
+    assert json.loads((tmp_path / "evaluate.json").read_text()) == refused
+    run = spark.read.format("delta").load(str(tmp_path / "runs")).first()
+    assert (run["job"], run["status"], run["exit_code"], run["model"]) == (
+        "evaluate",
+        "kept_champion",
+        3,
+        refused["candidate"]["model"],
+    )
 
 
 def evaluation_args() -> list[str]:

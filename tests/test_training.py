@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
+
 import mlflow
 import pytest
-from conftest import MINILM, labeled_rows
+from conftest import MINILM, call_main, labeled_rows
 from mlflow.tracking import MlflowClient
 from spark_sentiment.config import load_config
 from spark_sentiment.core.errors import DataError
 from spark_sentiment.training.config import TrainJobConfig
+from spark_sentiment.training.job import main
 from spark_sentiment.training.trainer import train_and_register
 
 LONG_REVIEW = " ".join(["This film was a slow, strange and ultimately rewarding experience."] * 60)  # ~600 tokens
@@ -46,23 +49,38 @@ def test_registered_model_loads_back_and_labels_a_600_token_review(tiny_model):
 
 
 def test_second_version_becomes_candidate_and_keeps_champion(spark, tiny_model, tmp_path):
+    """Through the entry point, with the summary also written where a scheduler reads it."""
     spark.createDataFrame(labeled_rows(32), "review_id string, text string, label int").toPandas().to_parquet(
         tmp_path / "train.parquet"
     )
-    cfg = load_config(
-        TrainJobConfig,
-        None,
-        [
-            f"data.path={tmp_path / 'train.parquet'}",
-            "data.eval_rows=8",
-            "model.base=tiny-random",
-            "train.max_steps=2",
-            "train.max_length=32",
-            "registry.name=TinySentiment",
-        ],
-    )
-    summary = train_and_register(spark, cfg)
+    sets = [
+        f"data.path={tmp_path / 'train.parquet'}",
+        "data.eval_rows=8",
+        "model.base=tiny-random",
+        "train.max_steps=2",
+        "train.max_length=32",
+        "registry.name=TinySentiment",
+        f"report.summary_path={tmp_path / 'train.json'}",
+        f"report.runs_table={tmp_path / 'runs'}",
+        "registry.request_id=nightly-2026-11-27",
+    ]
+    argv = sum((["--set", s] for s in sets), [])
+    code, out, err = call_main(main, argv)
+    assert code == 0, err[-3000:]
+    summary = json.loads(out.strip().splitlines()[-1])
+    assert json.loads((tmp_path / "train.json").read_text()) == summary
+    run = spark.read.format("delta").load(str(tmp_path / "runs")).first()
+    assert (run["job"], run["status"], run["exit_code"]) == ("train", "succeeded", 0)
+    assert json.loads(run["summary"]) == summary
     client = MlflowClient()
+    versions_before = len(client.search_model_versions("name = 'TinySentiment'"))
+
+    # The scheduler retries the same request: the version it registered is reported, nothing is added.
+    code, out, err = call_main(main, argv)
+    assert code == 0, err[-3000:]
+    retried = json.loads(out.strip().splitlines()[-1])
+    assert (retried["status"], retried["model_version"]) == ("already_registered", summary["model_version"])
+    assert len(client.search_model_versions("name = 'TinySentiment'")) == versions_before
     assert int(summary["model_version"]) == int(tiny_model["model_version"]) + 1
     assert summary["aliases"] == ["candidate"]
     assert str(client.get_model_version_by_alias("TinySentiment", "candidate").version) == summary["model_version"]

@@ -10,6 +10,25 @@ from .loader import option, require
 
 
 @dataclass
+class ReportSection:
+    summary_path: Optional[str] = option(
+        None,
+        "Also write the run summary (the last stdout line) as a JSON file here: any Hadoop path (s3a://, abfss://, "
+        "dbfs:/, hdfs://, local), replaced by each run. For schedulers that never see the driver's stdout.",
+    )
+    runs_table: Optional[str] = option(
+        None,
+        "Append one row per run (job, status, exit code, time, model, input, output, the summary as JSON) to this "
+        "Delta table: a path, or a catalog name such as main.ops.sentiment_runs. Created by the first run.",
+    )
+    task_values: bool = option(
+        True,
+        "In a Databricks job, set the task values status, exit_code and summary (dbutils.jobs.taskValues) for "
+        "later tasks; ignored where dbutils does not exist.",
+    )
+
+
+@dataclass
 class MlflowSection:
     tracking_uri: Optional[str] = option(
         None,

@@ -73,3 +73,12 @@ class HadoopPaths:
             (Entry(str(s.getPath().getName()), bool(s.isDirectory())) for s in fs.listStatus(jpath)),
             key=lambda e: e.name,
         )
+
+    def write_text(self, path: str, text: str) -> None:
+        """Create or replace the file ``path`` with ``text`` (UTF-8). Object stores publish it whole on close."""
+        fs, jpath = self._fs(path)
+        out = fs.create(jpath, True)
+        try:
+            out.write(bytearray(text.encode("utf-8")))
+        finally:
+            out.close()

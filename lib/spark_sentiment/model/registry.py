@@ -13,6 +13,7 @@ from ..core.errors import ModelError
 from .uri import parse_model_uri
 
 CHAMPION = "champion"
+REQUEST_TAG = "spark_sentiment.request_id"  # model version tag: the training request that registered it
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,22 @@ def set_aliases(name: str, version: str, alias: str, champion_if_missing: bool) 
             client.set_registered_model_alias(name, CHAMPION, version)
             aliases.append(CHAMPION)
     return aliases
+
+
+def version_for_request(name: str, request_id: str) -> ResolvedModel | None:
+    """The version of ``name`` registered for the training request ``request_id``, or None (also when the
+    model does not exist yet). Tags are compared here, not in the filter: not every registry searches tags."""
+    for found in MlflowClient().search_model_versions(f"name = '{name}'"):
+        if (found.tags or {}).get(REQUEST_TAG) == request_id:
+            return ResolvedModel(
+                f"models:/{name}/{found.version}", f"models:/{name}/{found.version}", name, str(found.version)
+            )
+    return None
+
+
+def tag_request(name: str, version: str, request_id: str) -> None:
+    """Mark ``version`` as registered for ``request_id`` (see :func:`version_for_request`)."""
+    MlflowClient().set_model_version_tag(name, version, REQUEST_TAG, request_id)
 
 
 def resolve_model(uri: str) -> ResolvedModel:

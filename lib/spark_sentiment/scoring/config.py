@@ -7,7 +7,14 @@ from dataclasses import dataclass
 from typing import Literal, Optional
 
 from ..config.loader import option, require
-from ..config.sections import MlflowSection, ScoreSection, SparkSection, require_one_of, require_table_name
+from ..config.sections import (
+    MlflowSection,
+    ReportSection,
+    ScoreSection,
+    SparkSection,
+    require_one_of,
+    require_table_name,
+)
 
 WriteMode = Literal["overwrite", "append", "merge", "incremental"]
 Engine = Literal["native", "mlflow"]
@@ -113,6 +120,7 @@ class ScoreJobConfig:
         metadata={"help": "MLflow store and the experiment of scoring runs."},
     )
     spark: SparkSection = dataclasses.field(default_factory=SparkSection)
+    report: ReportSection = dataclasses.field(default_factory=ReportSection)
 
     def validate(self, prefix: str) -> None:
         if self.output.mode in ("merge", "incremental"):

@@ -158,9 +158,12 @@ def main(
 
     def body(cfg: ScoreJobConfig) -> ScoreSummary:
         from ..core.session import get_spark
+        from ..io.results import publish
 
         spark = get_spark(cfg.spark.app_name, cfg.spark.conf)
-        return score_table(spark, cfg, factory=factory, hooks=hooks)
+        summary = score_table(spark, cfg, factory=factory, hooks=hooks)
+        publish(spark, cfg.report, "score", summary.as_dict())
+        return summary
 
     args = sys.argv[1:] if argv is None else argv
     return run_job(args, ScoreJobConfig, default_config, body, DESCRIPTION)

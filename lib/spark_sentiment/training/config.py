@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Literal, Optional
 
 from ..config.loader import option, require
-from ..config.sections import MlflowSection, SparkSection
+from ..config.sections import MlflowSection, ReportSection, SparkSection
 from ..core.paths import default_imdb_source
 
 DataFormat = Literal["auto", "delta", "parquet", "aclimdb", "hf", "table"]
@@ -118,6 +118,12 @@ class RegistrySection:
     champion_if_missing: bool = option(
         True, "Also alias the new version 'champion' when the model has no champion yet."
     )
+    request_id: Optional[str] = option(
+        None,
+        "Idempotency key of this training request, e.g. the scheduler's run id: when a version of registry.name "
+        "already carries it, the job trains and registers nothing and reports that version (status "
+        "already_registered), so a retried task never adds a second version.",
+    )
 
     def validate(self, prefix: str) -> None:
         require(bool(self.name.strip()), f"{prefix}name", "must not be empty")
@@ -136,3 +142,4 @@ class TrainJobConfig:
     registry: RegistrySection = dataclasses.field(default_factory=RegistrySection)
     mlflow: MlflowSection = dataclasses.field(default_factory=MlflowSection)
     spark: SparkSection = dataclasses.field(default_factory=SparkSection)
+    report: ReportSection = dataclasses.field(default_factory=ReportSection)

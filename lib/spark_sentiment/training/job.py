@@ -13,14 +13,18 @@ DESCRIPTION = "Fine-tune and register a sentiment model."
 
 
 def run(config: TrainJobConfig) -> dict[str, Any]:
-    """Resolve the data (a missing path fails before any training), then train, log and register."""
+    """Resolve the data (a missing path fails before any training), then train, log and register; the
+    summary also goes where ``report`` says."""
     from ..core.session import get_spark
+    from ..io.results import publish
     from .data import plan_sources
     from .trainer import train_and_register
 
     spark = get_spark(config.spark.app_name, config.spark.conf)
     plan = plan_sources(spark, config.data)
-    return train_and_register(spark, config, plan)
+    summary = train_and_register(spark, config, plan)
+    publish(spark, config.report, "train", summary)
+    return summary
 
 
 def main(argv: Sequence[str] | None = None, *, default_config: Path | None = None) -> int:

@@ -53,10 +53,22 @@ def train_and_register(spark: SparkSession, cfg: TrainJobConfig, plan: TrainingS
         ``run_id, model_name, model_version, model_uri, aliases, metrics, train_rows, eval_rows, seconds``.
     """
     started = time.perf_counter()
+    tracking.configure(cfg.mlflow, local=is_local(spark))
+    request = cfg.registry.request_id
+    if request and (done := registry.version_for_request(cfg.registry.name, request)) is not None:
+        log.info("request %s already registered %s; nothing to train", request, done.label)
+        return {
+            "status": "already_registered",
+            "model": done.label,
+            "model_name": done.name,
+            "model_version": done.version,
+            "model_uri": done.uri,
+            "request_id": request,
+            "seconds": round(time.perf_counter() - started, 1),
+        }
     train_ds, eval_ds = load_training_data(spark, cfg.data, cfg.model.labels, plan)
     phases = {"data_seconds": time.perf_counter() - started}
     log.info("training on %d rows, evaluating on %d rows", len(train_ds), len(eval_ds))
-    tracking.configure(cfg.mlflow, local=is_local(spark))
     with mlflow.start_run() as run:
         mlflow.log_params(config_params(to_flat_dict(cfg)))
         mlflow.log_params({"train_rows": len(train_ds), "eval_rows": len(eval_ds)})
@@ -78,6 +90,9 @@ def train_and_register(spark: SparkSession, cfg: TrainJobConfig, plan: TrainingS
         examples = {text: pipe(text, truncation=True)[0]["label"] for text in flavor.INPUT_EXAMPLE}
         info = flavor.log_pipeline(pipe, cfg.registry.name)
         version = str(info.registered_model_version)
+        if request:
+            registry.tag_request(cfg.registry.name, version, request)
+            mlflow.set_tag(registry.REQUEST_TAG, request)
         log.info("registered %s version %s (run %s)", cfg.registry.name, version, run.info.run_id)
         aliases = registry.set_aliases(cfg.registry.name, version, cfg.registry.alias, cfg.registry.champion_if_missing)
         phases["log_register_seconds"] = time.perf_counter() - log_started
@@ -85,7 +100,9 @@ def train_and_register(spark: SparkSession, cfg: TrainJobConfig, plan: TrainingS
         phases = {key: round(value, 1) for key, value in phases.items()}
         mlflow.log_metrics({"job_seconds": seconds, **phases})
         return {
+            "status": "succeeded",
             "run_id": run.info.run_id,
+            "model": f"{cfg.registry.name}/{version}",
             "model_name": cfg.registry.name,
             "model_version": version,
             "model_uri": f"models:/{cfg.registry.name}/{version}",
@@ -98,4 +115,5 @@ def train_and_register(spark: SparkSession, cfg: TrainJobConfig, plan: TrainingS
             "seconds": round(seconds, 1),
             "phases": phases,
             "tracking_uri": scrub(mlflow.get_tracking_uri()),
+            **({"request_id": request} if request else {}),
         }

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Literal, Optional
 
 from ..config.loader import option, require
-from ..config.sections import MlflowSection, ScoreSection, SparkSection, require_table_name
+from ..config.sections import MlflowSection, ReportSection, ScoreSection, SparkSection, require_table_name
 from ..core.paths import default_imdb_source
 
 Metric = Literal["accuracy", "f1", "precision", "recall", "roc_auc"]
@@ -55,9 +55,16 @@ class PromotionSection:
     margin: float = option(0.0, "The candidate must beat the champion by MORE than this on the metric.")
     promote: bool = option(True, "Move @champion to a winning candidate (false: evaluate and report only).")
     positive_label: str = option("POSITIVE", "Label treated as positive for precision, recall, F1 and ROC.")
+    kept_champion_exit_code: int = option(
+        3,
+        "Exit code when the candidate is not promoted (kept_champion). 3 lets a scheduler branch on it; 0 makes it "
+        "a success for schedulers that only know zero/non-zero (the summary's status still says kept_champion).",
+    )
 
     def validate(self, prefix: str) -> None:
         require(0 <= self.margin < 1, f"{prefix}margin", f"must be in [0, 1), got {self.margin}")
+        code = self.kept_champion_exit_code
+        require(code in (0, 3), f"{prefix}kept_champion_exit_code", f"must be 0 or 3, got {code}")
 
 
 @dataclass
@@ -72,3 +79,4 @@ class EvaluateJobConfig:
         metadata={"help": "MLflow store and the experiment of evaluation runs."},
     )
     spark: SparkSection = dataclasses.field(default_factory=SparkSection)
+    report: ReportSection = dataclasses.field(default_factory=ReportSection)

@@ -135,7 +135,12 @@ def evaluate_and_promote(spark: SparkSession, cfg: EvaluateJobConfig) -> dict[st
             if champion is not None:
                 results["champion"] = evaluate_model(spark, rows, champion, cfg, "champion")
             decision = decide(
-                results["candidate"], results.get("champion"), metric, cfg.promotion.margin, cfg.promotion.promote
+                results["candidate"],
+                results.get("champion"),
+                metric,
+                cfg.promotion.margin,
+                cfg.promotion.promote,
+                cfg.promotion.kept_champion_exit_code,
             )
         if decision.outcome == "promoted":  # both evaluations succeeded to get here
             promote(candidate, champion)
@@ -167,8 +172,12 @@ def main(argv: Sequence[str] | None = None, *, default_config: Path | None = Non
 
     def body(cfg: EvaluateJobConfig) -> dict[str, Any]:
         from ..core.session import get_spark
+        from ..io.results import publish
 
-        return evaluate_and_promote(get_spark(cfg.spark.app_name, cfg.spark.conf), cfg)
+        spark = get_spark(cfg.spark.app_name, cfg.spark.conf)
+        summary = evaluate_and_promote(spark, cfg)
+        publish(spark, cfg.report, "evaluate", summary)
+        return summary
 
     args = sys.argv[1:] if argv is None else argv
     return run_job(args, EvaluateJobConfig, default_config, body, "Champion/challenger evaluation.")

@@ -16,13 +16,19 @@ PREVIOUS_CHAMPION = "previous_champion"  # kept on the version that was champion
 class Decision:
     outcome: str  # promoted | kept_champion | same_version | evaluated
     reason: str
-    exit_code: int  # 0 promoted / same / evaluated only, 3 candidate not promoted
+    exit_code: int  # 0 promoted / same / evaluated only; kept_champion_exit_code (3 by default) not promoted
 
 
 def decide(
-    candidate: dict[str, Any], champion: dict[str, Any] | None, metric: str, margin: float, promote: bool
+    candidate: dict[str, Any],
+    champion: dict[str, Any] | None,
+    metric: str,
+    margin: float,
+    promote: bool,
+    kept_champion_exit_code: int = 3,
 ) -> Decision:
-    """Compare ``metric`` of the two evaluations (dicts from :func:`metrics.binary_metrics`)."""
+    """Compare ``metric`` of the two evaluations (dicts from :func:`metrics.binary_metrics`); a candidate
+    that does not win exits with ``kept_champion_exit_code`` (0 for schedulers that only know 0/non-0)."""
     if champion is None:
         if not promote:
             return Decision("evaluated", "no champion; promotion disabled", 0)
@@ -33,7 +39,7 @@ def decide(
         f"(gain {gain:+.4f}, margin {margin})"
     )
     if gain <= margin:
-        return Decision("kept_champion", text, 3)
+        return Decision("kept_champion", text, kept_champion_exit_code)
     if not promote:
         return Decision("evaluated", text + "; promotion disabled", 0)
     return Decision("promoted", text, 0)
