@@ -71,3 +71,23 @@ class InterpreterRecordingFactory:
         record = {"executable": sys.executable, "prefix": sys.prefix, "pandas": pd.__file__}
         Path(self.folder, f"{os.getpid()}.json").write_text(json.dumps(record))
         return KeywordPredictor(model_dir, options, gpu_address)
+
+
+@dataclass(frozen=True)
+class SlowFactory:
+    """The keyword predictor, taking ``seconds`` per batch: a scoring run long enough to watch."""
+
+    seconds: float
+
+    def __call__(self, model_dir: str, options, gpu_address: str | None = None) -> KeywordPredictor:
+        import time
+
+        inner = KeywordPredictor(model_dir, options, gpu_address)
+
+        class Slow:
+            def predict(self, texts: pd.Series) -> pd.DataFrame:
+                time.sleep(seconds)
+                return inner.predict(texts)
+
+        seconds = self.seconds
+        return Slow()

@@ -92,3 +92,28 @@ def test_kept_champion_can_exit_zero_for_schedulers_that_know_only_zero_or_not()
     assert decide(winner, loser, "f1", 0.0, True, kept_champion_exit_code=0).outcome == "promoted"
     with pytest.raises(ConfigError, match="'promotion.kept_champion_exit_code' must be 0 or 3, got 1"):
         load_config(EvaluateJobConfig, None, ["promotion.kept_champion_exit_code=1"])
+
+
+def test_progress_lines_during_a_multi_partition_scoring_run(spark, tiny_model, tmp_path, caplog):
+    from conftest import ROWS_FOR_CLUSTER
+    from mlflow.tracking import MlflowClient
+    from spark_sentiment.scoring.config import ScoreJobConfig
+    from spark_sentiment.scoring.job import score_table
+    from stubs import SlowFactory
+
+    source = tmp_path / "reviews"
+    spark.createDataFrame(ROWS_FOR_CLUSTER, "id int, body string").write.format("delta").save(str(source))
+    sets = [f"input.path={source}", f"output.path={tmp_path / 'out'}", "input.text_columns=[body]"]
+    sets += [f"model.uri={TINY}", "score.partitions=6", "progress_seconds=0.5"]
+    with caplog.at_level("INFO", logger="spark_sentiment.scoring.progress"):
+        summary = score_table(spark, load_config(ScoreJobConfig, None, sets), factory=SlowFactory(1.0))
+    assert summary.rows_in == 40
+    lines = [r.getMessage() for r in caplog.records if r.name == "spark_sentiment.scoring.progress"]
+    assert len(lines) >= 3, lines  # six 1 s partitions on two cores: about 3 s of scoring
+    done = [tuple(map(int, line.split("tasks ")[1].split(" ")[0].split("/"))) for line in lines]
+    assert all(line.startswith(f"scoring delta:{source}: tasks ") for line in lines), lines
+    assert [d for d, _ in done] == sorted(d for d, _ in done)  # never goes back
+    assert done[-1][0] == done[-1][1] and "100%" in lines[-1]  # the last line: everything done
+    assert any("ETA" in line for line in lines[:-1]), lines
+    history = MlflowClient().get_metric_history(summary.mlflow_run_id, "progress_fraction")
+    assert [m.value for m in history][-1] == 1.0 and len(history) == len(lines)

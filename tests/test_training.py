@@ -48,7 +48,7 @@ def test_registered_model_loads_back_and_labels_a_600_token_review(tiny_model):
     assert signature.inputs.input_types()[0].name == "string"
 
 
-def test_second_version_becomes_candidate_and_keeps_champion(spark, tiny_model, tmp_path):
+def test_second_version_becomes_candidate_and_keeps_champion(spark, tiny_model, tmp_path, caplog):
     """Through the entry point, with the summary also written where a scheduler reads it."""
     spark.createDataFrame(labeled_rows(32), "review_id string, text string, label int").toPandas().to_parquet(
         tmp_path / "train.parquet"
@@ -65,9 +65,13 @@ def test_second_version_becomes_candidate_and_keeps_champion(spark, tiny_model, 
         "registry.request_id=nightly-2026-11-27",
     ]
     argv = sum((["--set", s] for s in sets), [])
-    code, out, err = call_main(main, argv)
+    with caplog.at_level("INFO", logger="spark_sentiment.training"):
+        code, out, err = call_main(main, argv)
     assert code == 0, err[-3000:]
-    summary = json.loads(out.strip().splitlines()[-1])
+    assert len(out.strip().splitlines()) == 1  # stdout: the summary only; the Trainer's logs are log lines
+    summary = json.loads(out)
+    trainer_lines = [r.getMessage() for r in caplog.records if r.name == "spark_sentiment.training.arguments"]
+    assert any(line.startswith("step 2/2: ") and "eval_accuracy=" in line for line in trainer_lines), trainer_lines
     assert json.loads((tmp_path / "train.json").read_text()) == summary
     run = spark.read.format("delta").load(str(tmp_path / "runs")).first()
     assert (run["job"], run["status"], run["exit_code"]) == ("train", "succeeded", 0)

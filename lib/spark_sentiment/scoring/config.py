@@ -115,6 +115,11 @@ class ScoreJobConfig:
     engine: Engine = option("native", "native: our iterator pandas UDF; mlflow: mlflow.pyfunc.spark_udf.")
     score: ScoreSection = dataclasses.field(default_factory=ScoreSection)
     monitor: MonitorSection = dataclasses.field(default_factory=MonitorSection)
+    progress_seconds: float = option(
+        30.0,
+        "Seconds between progress lines while the model runs (tasks done of total, elapsed, ETA; also MLflow "
+        "metrics progress_tasks_done/progress_fraction); 0 switches them off.",
+    )
     mlflow: MlflowSection = dataclasses.field(
         default_factory=lambda: MlflowSection(experiment="sentiment-scoring"),
         metadata={"help": "MLflow store and the experiment of scoring runs."},
@@ -123,6 +128,7 @@ class ScoreJobConfig:
     report: ReportSection = dataclasses.field(default_factory=ReportSection)
 
     def validate(self, prefix: str) -> None:
+        require(self.progress_seconds >= 0, "progress_seconds", f"must be >= 0, got {self.progress_seconds}")
         if self.output.mode in ("merge", "incremental"):
             require(
                 bool(self.input.key_columns), "input.key_columns", f"must be set when output.mode is {self.output.mode}"

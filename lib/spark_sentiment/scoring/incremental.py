@@ -162,7 +162,15 @@ def run_incremental(
         return Outcome(plan.method, plan.previous_version)
     deletes = plan.deletes.localCheckpoint(eager=True) if plan.deletes is not None else None
     to_delete = deletes.count() if deletes is not None else 0
-    scored, stats = score_rows(plan.upserts, score, resolved.label, cfg.input.text_columns, cfg.score.partitions)
+    scored, stats = score_rows(
+        plan.upserts,
+        score,
+        resolved.label,
+        cfg.input.text_columns,
+        cfg.score.partitions,
+        cfg.progress_seconds,
+        f"scoring {table.describe()} ({plan.method})",
+    )
     log.info("%s: %d rows scored, %d keys to delete (%s)", table.describe(), stats.rows, to_delete, plan.method)
     if stats.rows == 0 and to_delete == 0:
         return Outcome(plan.method, plan.previous_version, stats)

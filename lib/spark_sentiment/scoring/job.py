@@ -104,7 +104,7 @@ def score_table(
         summary.seconds = round(time.perf_counter() - started, 2)
         rows = summary.rows_in
         summary.rows_per_second = round(rows / summary.seconds, 2) if rows and summary.seconds > 0 else None
-        log_run(cfg, summary)
+        log_run(cfg, summary, stats.progress if stats else ())
         return summary
 
     previous = last_tag(spark, target, summary.app_id)
@@ -133,7 +133,9 @@ def score_table(
             summary.status = "up_to_date"
             return finish(outcome.stats, attempts=attempts)
         return finish(outcome.stats, outcome.write, attempts)
-    scored, stats = score_rows(df, score, resolved.label, cfg.input.text_columns, cfg.score.partitions)
+    columns, partitions = cfg.input.text_columns, cfg.score.partitions
+    what = f"scoring {where}"
+    scored, stats = score_rows(df, score, resolved.label, columns, partitions, cfg.progress_seconds, what)
     log.info("scored %d rows of %s with engine %s", stats.rows, where, cfg.engine)
     state = {"mode": cfg.output.mode, "source_version": table.version, "model": resolved.label}
     tag = CommitTag(summary.app_id, cfg.output.batch_id, state)

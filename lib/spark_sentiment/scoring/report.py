@@ -12,6 +12,7 @@ from ..config.loader import to_flat_dict
 from ..core.redaction import config_params, scrub
 from ..monitoring.drift import judge
 from .config import ScoreJobConfig
+from .progress import samples_as_metrics
 from .result import ScoreSummary
 from .stats import RunStats
 
@@ -54,8 +55,9 @@ def metric_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_\-. :/]", "_", name)
 
 
-def log_run(cfg: ScoreJobConfig, summary: ScoreSummary) -> None:
-    """One MLflow run with the config, the counts, drift and label metrics, tags and the summary JSON."""
+def log_run(cfg: ScoreJobConfig, summary: ScoreSummary, progress: tuple = ()) -> None:
+    """One MLflow run with the config, the counts, drift and label metrics, the progress samples as metric
+    histories, tags and the summary JSON."""
     summary.model_uri, summary.input, summary.output = (
         scrub(summary.model_uri),
         scrub(summary.input),
@@ -73,6 +75,8 @@ def log_run(cfg: ScoreJobConfig, summary: ScoreSummary) -> None:
         for column, counts in summary.label_counts.items():
             metrics.update({metric_name(f"label_count.{column}.{label}"): n for label, n in counts.items()})
         mlflow.log_metrics(metrics)
+        for step, values in samples_as_metrics(list(progress)):
+            mlflow.log_metrics(values, step=step)
         tags = {"job": "score", "engine": summary.engine, "model": summary.model, "status": summary.status}
         mlflow.set_tags({**tags, "drifted": str(summary.drifted).lower()})
         summary.mlflow_run_id = run.info.run_id

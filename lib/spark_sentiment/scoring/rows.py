@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from pyspark.sql import DataFrame
 
 from ..inference.columns import label_columns
 from ..inference.engines import ScoreFn
+from .progress import watch
 from .stats import RunStats, statistics
 
 
@@ -19,11 +22,19 @@ def spread(df: DataFrame, partitions: int | None) -> DataFrame:
 
 
 def score_rows(
-    df: DataFrame, score: ScoreFn, model_label: str, text_columns: list[str], partitions: int | None
+    df: DataFrame,
+    score: ScoreFn,
+    model_label: str,
+    text_columns: list[str],
+    partitions: int | None,
+    progress_seconds: float = 0,
+    what: str = "scoring",
 ) -> tuple[DataFrame, RunStats]:
-    """Label ``df`` and materialise it: the model runs exactly once per row, whatever reads it after."""
+    """Label ``df`` and materialise it: the model runs exactly once per row, whatever reads it after.
+    Progress is logged every ``progress_seconds`` (0: not) while the model runs."""
     scored = label_columns(spread(df, partitions), score, model_label, text_columns)
     # A persisted plan is not enough: Delta's MERGE re-plans its source and missed the cache (3,000 rows were
     # scored twice). A checkpoint cuts the lineage, so the write cannot re-run the model.
-    scored = scored.localCheckpoint(eager=True)
-    return scored, statistics(scored, text_columns)
+    with watch(df.sparkSession, what, progress_seconds) as samples:
+        scored = scored.localCheckpoint(eager=True)
+    return scored, replace(statistics(scored, text_columns), progress=tuple(samples))

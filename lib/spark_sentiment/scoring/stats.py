@@ -27,6 +27,7 @@ class ColumnStats:
 class RunStats:
     rows: int
     columns: dict[str, ColumnStats] = field(default_factory=dict)
+    progress: tuple = ()  # progress.Sample while the model ran (for the MLflow metric history)
 
 
 def statistics(scored: DataFrame, text_columns: list[str]) -> RunStats:

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any
 
 import torch
-from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
+from transformers import DataCollatorWithPadding, PrinterCallback, Trainer, TrainerCallback, TrainingArguments
 
 from .config import TrainSection
 from .metrics import classification_metrics
+
+log = logging.getLogger(__name__)
 
 
 def precision_flags(train: TrainSection) -> dict[str, bool]:
@@ -69,7 +72,7 @@ def build_trainer(
     Datasets hold token ids (``input_ids``, ``attention_mask``, ``labels``); batches are padded per batch
     to the longest review, rounded up to ``train.pad_to_multiple_of``.
     """
-    return Trainer(
+    trainer = Trainer(
         model=model,
         args=training_arguments(train, output_dir, report_to),
         train_dataset=train_dataset,
@@ -78,3 +81,17 @@ def build_trainer(
         data_collator=DataCollatorWithPadding(tokenizer, pad_to_multiple_of=train.pad_to_multiple_of),
         compute_metrics=classification_metrics,
     )
+    # With tqdm off, the Trainer prints each log dict to stdout, where the job's JSON summary must be the
+    # last line; the same numbers go to the job's log (stderr) as lines instead.
+    trainer.remove_callback(PrinterCallback)
+    trainer.add_callback(LogLinesCallback())
+    return trainer
+
+
+class LogLinesCallback(TrainerCallback):
+    """Each Trainer log (loss, learning rate, eval metrics, progress in steps) as one ``key=value`` line."""
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if state.is_local_process_zero and logs:
+            values = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in logs.items())
+            log.info("step %d/%d: %s", state.global_step, state.max_steps, values)
