@@ -115,5 +115,6 @@ def test_progress_lines_during_a_multi_partition_scoring_run(spark, tiny_model, 
     assert [d for d, _ in done] == sorted(d for d, _ in done)  # never goes back
     assert done[-1][0] == done[-1][1] and "100%" in lines[-1]  # the last line: everything done
     assert any("ETA" in line for line in lines[:-1]), lines
+    assert lines[-1].split("failed, ")[1].startswith("40 rows (")  # the native engine counts rows as it goes
     history = MlflowClient().get_metric_history(summary.mlflow_run_id, "progress_fraction")
     assert [m.value for m in history][-1] == 1.0 and len(history) == len(lines)

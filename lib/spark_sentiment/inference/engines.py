@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import Callable
 
+from pyspark import Accumulator
 from pyspark.sql import Column, SparkSession
 from pyspark.sql import functions as F
 
@@ -56,7 +57,16 @@ def shipped_native_udf(
     """Package ``resolved`` once on the driver, ship it to the executors, and return the native UDF."""
     package = checked_package(resolved, options.allow_pickle_weights)
     ship(spark, package)
-    return native_udf(package.archive_name, options, factory)
+    return native_udf(package.archive_name, options, factory, rows_counter(spark))
+
+
+def rows_counter(spark: SparkSession) -> Accumulator | None:
+    """An accumulator the native UDF adds each batch's rows to (for progress lines); None where the session
+    has no SparkContext (Spark Connect)."""
+    try:
+        return spark.sparkContext.accumulator(0)
+    except NotImplementedError:
+        return None
 
 
 def mlflow_udf(spark: SparkSession, resolved: ResolvedModel):
@@ -96,4 +106,5 @@ def scoring_function(
         text = F.make_valid_utf8(column)
         return F.when(scorable(text), raw(text))
 
+    score.rows = getattr(raw, "rows", None)  # type: ignore[attr-defined]  # rows scored so far, if counted
     return score

@@ -11,6 +11,7 @@ from dataclasses import replace
 from typing import Iterator
 
 import pandas as pd
+from pyspark import Accumulator
 from pyspark.sql.functions import pandas_udf
 from pyspark.sql.types import FloatType, StringType, StructField, StructType
 
@@ -47,15 +48,24 @@ def task_threads(options: PredictorOptions) -> PredictorOptions:
     return replace(options, threads=int(context.cpus()) if context is not None else None)
 
 
-def native_udf(archive_name: str, options: PredictorOptions, factory: PredictorFactory = Predictor):
+def native_udf(
+    archive_name: str,
+    options: PredictorOptions,
+    factory: PredictorFactory = Predictor,
+    rows: Accumulator | None = None,
+):
     """The native engine's pandas UDF over the package shipped as ``archive_name``. Its closure holds only
-    small, picklable values: that name, the options and the factory (a module-level callable, pickled by
-    reference)."""
+    small, picklable values: that name, the options, the factory (a module-level callable, pickled by
+    reference) and ``rows``, an accumulator of the rows scored (the driver's progress lines read it; a
+    retried task counts twice, so it is a progress figure, not a result)."""
 
     @pandas_udf(RESULT_TYPE)  # type: ignore[call-overload]
     def predict(batches: Iterator[pd.Series]) -> Iterator[pd.DataFrame]:
         predictor = cached_predictor(worker_model_dir(archive_name), task_threads(options), task_gpu(), factory)
         for texts in batches:
             yield predictor.predict(texts)
+            if rows is not None:
+                rows.add(len(texts))
 
+    predict.rows = rows  # type: ignore[attr-defined]  # the driver reads the count here
     return predict

@@ -1,13 +1,14 @@
 """Progress of a long scoring action, from the driver: Spark's status tracker, polled at a steady interval.
 
-Each line says how many tasks of the scoring's Spark jobs are done of those known so far, the elapsed time
-and an estimate of the time left, e.g.::
+Each line says how many tasks of the scoring's Spark jobs are done of those known so far, the rows scored
+so far and their rate (native engine), the elapsed time and an estimate of the time left, e.g.::
 
-    scoring delta:/lake/reviews: tasks 37/120 (31%), 2 running, 0 failed, 95 s elapsed, ETA 213 s
+    scoring delta:/lake/reviews: tasks 37/120 (31%), 2 running, 0 failed, 1,184 rows (12.5 rows/s),
+    95 s elapsed, ETA 213 s
 
-The lines go to the job's log (stderr); the samples become the MLflow metric histories ``progress_tasks_done``
-and ``progress_fraction`` (step = seconds since the start) of the scoring run. Under Spark Connect there is
-no status tracker in the client, so there are no progress lines (Spark Connect clients show their own).
+The lines go to the job's log (stderr); the samples become the MLflow metric histories
+``progress_tasks_done``, ``progress_fraction`` and ``progress_rows`` (step = seconds since the start) of the
+scoring run. Under Spark Connect there is no status tracker in the client, so there are no progress lines.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ class Sample:
     total: int
     running: int
     failed: int
+    rows: int | None = None  # rows scored so far (native engine), None when not counted
 
     @property
     def fraction(self) -> float:
@@ -41,13 +43,17 @@ class Sample:
         eta = ""
         if 0 < self.done < self.total:
             eta = f", ETA {self.seconds * (self.total - self.done) / self.done:.0f} s"
+        rows = ""
+        if self.rows is not None:
+            rate = self.rows / self.seconds if self.seconds > 0 else 0.0
+            rows = f", {self.rows:,} rows ({rate:,.1f} rows/s)"
         return (
             f"{what}: tasks {self.done}/{self.total} ({self.fraction:.0%}), {self.running} running, "
-            f"{self.failed} failed, {self.seconds:.0f} s elapsed{eta}"
+            f"{self.failed} failed{rows}, {self.seconds:.0f} s elapsed{eta}"
         )
 
 
-def _sample(tracker, group: str, started: float) -> Sample:
+def _sample(tracker, group: str, started: float, rows=None) -> Sample:
     done = total = running = failed = 0
     for job_id in tracker.getJobIdsForGroup(group):
         job = tracker.getJobInfo(job_id)
@@ -60,13 +66,15 @@ def _sample(tracker, group: str, started: float) -> Sample:
                 done += stage.numCompletedTasks
                 running += stage.numActiveTasks
                 failed += stage.numFailedTasks
-    return Sample(time.monotonic() - started, done, total, running, failed)
+    counted = int(rows.value) if rows is not None else None
+    return Sample(time.monotonic() - started, done, total, running, failed, counted)
 
 
 @contextmanager
-def watch(spark: SparkSession, what: str, interval: float) -> Iterator[list[Sample]]:
+def watch(spark: SparkSession, what: str, interval: float, rows=None) -> Iterator[list[Sample]]:
     """Log the progress of every Spark job this thread starts inside the block, every ``interval`` seconds
-    (0: off), and once at the end; yields the list the samples are appended to.
+    (0: off), and once at the end; yields the list the samples are appended to. ``rows``: an accumulator
+    of the rows scored, when the engine counts them.
 
     The block's jobs run in a job group of their own; a job group the caller had set is restored after.
     """
@@ -85,7 +93,7 @@ def watch(spark: SparkSession, what: str, interval: float) -> Iterator[list[Samp
     tracker, started, stop = context.statusTracker(), time.monotonic(), threading.Event()
 
     def record() -> None:
-        sample = _sample(tracker, group, started)
+        sample = _sample(tracker, group, started, rows)
         if sample.total:
             samples.append(sample)
             log.info("%s", sample.line(what))
@@ -109,4 +117,7 @@ def watch(spark: SparkSession, what: str, interval: float) -> Iterator[list[Samp
 def samples_as_metrics(samples: list[Sample]) -> Iterator[tuple[int, dict[str, float]]]:
     """``(step, metrics)`` for MLflow per sample: tasks done and fraction done (step = whole seconds)."""
     for sample in samples:
-        yield int(sample.seconds), {"progress_tasks_done": float(sample.done), "progress_fraction": sample.fraction}
+        values = {"progress_tasks_done": float(sample.done), "progress_fraction": sample.fraction}
+        if sample.rows is not None:
+            values["progress_rows"] = float(sample.rows)
+        yield int(sample.seconds), values
