@@ -118,3 +118,22 @@ def test_progress_lines_during_a_multi_partition_scoring_run(spark, tiny_model, 
     assert lines[-1].split("failed, ")[1].startswith("40 rows (")  # the native engine counts rows as it goes
     history = MlflowClient().get_metric_history(summary.mlflow_run_id, "progress_fraction")
     assert [m.value for m in history][-1] == 1.0 and len(history) == len(lines)
+
+
+def test_without_a_spark_context_progress_and_row_counts_step_aside():
+    """A Spark Connect session has no SparkContext in the client (``sparkContext`` raises what
+    ``pyspark.sql.connect.session.SparkSession`` raises): no progress lines, no row counter, no error."""
+    from pyspark.errors import PySparkAttributeError
+    from spark_sentiment.inference.engines import rows_counter
+    from spark_sentiment.scoring.progress import watch
+
+    class ConnectLike:
+        @property
+        def sparkContext(self):
+            raise PySparkAttributeError(
+                errorClass="JVM_ATTRIBUTE_NOT_SUPPORTED", messageParameters={"attr_name": "sparkContext"}
+            )
+
+    with watch(ConnectLike(), "scoring", 0.1) as samples:
+        pass
+    assert samples == [] and rows_counter(ConnectLike()) is None

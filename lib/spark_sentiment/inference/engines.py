@@ -65,7 +65,7 @@ def rows_counter(spark: SparkSession) -> Accumulator | None:
     has no SparkContext (Spark Connect)."""
     try:
         return spark.sparkContext.accumulator(0)
-    except NotImplementedError:
+    except (AttributeError, NotImplementedError):  # Spark Connect raises PySparkAttributeError here
         return None
 
 

@@ -81,7 +81,7 @@ def watch(spark: SparkSession, what: str, interval: float, rows=None) -> Iterato
     samples: list[Sample] = []
     try:
         context = spark.sparkContext if interval > 0 else None
-    except NotImplementedError as exc:  # Spark Connect: no SparkContext in the client
+    except (AttributeError, NotImplementedError) as exc:  # Spark Connect: no SparkContext in the client
         log.info("no progress lines under %s (%s)", type(spark).__name__, str(exc).splitlines()[0])
         context = None
     if context is None:
