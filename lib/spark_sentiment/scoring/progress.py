@@ -53,7 +53,7 @@ class Sample:
         )
 
 
-def _sample(tracker, group: str, started: float, rows=None) -> Sample:
+def _sample(tracker, group: str, started: float, rows=None, per_row: int = 1) -> Sample:
     done = total = running = failed = 0
     for job_id in tracker.getJobIdsForGroup(group):
         job = tracker.getJobInfo(job_id)
@@ -66,15 +66,15 @@ def _sample(tracker, group: str, started: float, rows=None) -> Sample:
                 done += stage.numCompletedTasks
                 running += stage.numActiveTasks
                 failed += stage.numFailedTasks
-    counted = int(rows.value) if rows is not None else None
+    counted = int(rows.value) // per_row if rows is not None else None
     return Sample(time.monotonic() - started, done, total, running, failed, counted)
 
 
 @contextmanager
-def watch(spark: SparkSession, what: str, interval: float, rows=None) -> Iterator[list[Sample]]:
+def watch(spark: SparkSession, what: str, interval: float, rows=None, per_row: int = 1) -> Iterator[list[Sample]]:
     """Log the progress of every Spark job this thread starts inside the block, every ``interval`` seconds
     (0: off), and once at the end; yields the list the samples are appended to. ``rows``: an accumulator
-    of the rows scored, when the engine counts them.
+    of the texts scored, when the engine counts them (``per_row`` texts per row: one per text column).
 
     The block's jobs run in a job group of their own; a job group the caller had set is restored after.
     """
@@ -93,7 +93,7 @@ def watch(spark: SparkSession, what: str, interval: float, rows=None) -> Iterato
     tracker, started, stop = context.statusTracker(), time.monotonic(), threading.Event()
 
     def record() -> None:
-        sample = _sample(tracker, group, started, rows)
+        sample = _sample(tracker, group, started, rows, per_row)
         if sample.total:
             samples.append(sample)
             log.info("%s", sample.line(what))

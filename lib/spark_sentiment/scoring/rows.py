@@ -35,6 +35,7 @@ def score_rows(
     scored = label_columns(spread(df, partitions), score, model_label, text_columns)
     # A persisted plan is not enough: Delta's MERGE re-plans its source and missed the cache (3,000 rows were
     # scored twice). A checkpoint cuts the lineage, so the write cannot re-run the model.
-    with watch(df.sparkSession, what, progress_seconds, getattr(score, "rows", None)) as samples:
+    counter = getattr(score, "rows", None)  # texts the native engine scored so far, if it counts them
+    with watch(df.sparkSession, what, progress_seconds, counter, len(text_columns)) as samples:
         scored = scored.localCheckpoint(eager=True)
     return scored, replace(statistics(scored, text_columns), progress=tuple(samples))
