@@ -9,6 +9,8 @@ import json
 import os
 import re
 import shlex
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -130,6 +132,46 @@ def test_airflow_dag_passes_environment_results_and_request_id():
     check_job_arguments("score", args, REPO)
     assert "registry.request_id={{{{ run_id }}}}" in source and "skip_on_exit_code=3" in source
     assert source.count("env=ENV") == 2 and "MLFLOW_TRACKING_URI" in source
+
+
+AIRFLOW = ["apache-airflow==3.3.2", "apache-airflow-providers-apache-spark==6.3.4"]
+DAGBAG = """
+import json
+from airflow.models import DagBag
+bag = DagBag(dag_folder="deploy/airflow")  # examples off through AIRFLOW__CORE__LOAD_EXAMPLES
+errors = {path: text.strip().splitlines()[-1] for path, text in bag.import_errors.items()}
+tasks = {dag.dag_id: {t.task_id: type(t).__name__ for t in dag.tasks} for dag in bag.dags.values()}
+print(json.dumps({"errors": errors, "tasks": tasks}))
+"""
+
+
+@pytest.fixture(scope="module")
+def airflow_python(tmp_path_factory) -> Path:
+    """A throwaway venv with Airflow and its Spark provider from PyPI (about 140 packages, a minute here):
+    the scheduler's own Python, which has neither pyspark nor delta-spark."""
+    prefix = tmp_path_factory.mktemp("airflow") / "venv"
+    subprocess.run([sys._base_executable, "-m", "venv", str(prefix)], check=True)
+    pip = [str(prefix / "bin" / "python"), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
+    subprocess.run([*pip, *AIRFLOW], check=True, timeout=900)  # its own environment: not our constraints
+    return prefix / "bin" / "python"
+
+
+@pytest.mark.slow
+def test_airflow_dags_load_in_airflows_own_dagbag(airflow_python, tmp_path):
+    env = {**os.environ, "AIRFLOW_HOME": str(tmp_path), "PYTHONPATH": str(REPO / "lib")}
+    env["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
+    result = subprocess.run(
+        [str(airflow_python), "-c", DAGBAG], cwd=REPO, env=env, capture_output=True, text=True, timeout=600
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    loaded = json.loads(result.stdout.strip().splitlines()[-1])
+    assert loaded == {
+        "errors": {},
+        "tasks": {
+            "spark_sentiment_train_and_promote": {"train": "BashOperator", "evaluate": "BashOperator"},
+            "spark_sentiment_score": {"score": "SparkSubmitOperator"},
+        },
+    }
 
 
 @pytest.mark.parametrize("path", sorted(p.relative_to(REPO).as_posix() for p in DEPLOY.rglob("*") if p.is_file()))

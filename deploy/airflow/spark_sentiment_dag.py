@@ -4,7 +4,8 @@ Copy this file to the DAGs folder of an Airflow with ``apache-airflow-providers-
 project installed (``pip install spark-sentiment``: the DAG reads Delta's Spark settings from it); set the
 Airflow variables ``SPARK_SENTIMENT_HOME`` (the checkout on the workers), ``MLFLOW_TRACKING_URI`` (the
 tracking server every task shares) and ``SPARK_SENTIMENT_RESULTS`` (a Hadoop folder, e.g.
-``s3a://lake/ops/spark-sentiment``), and the ``spark_default`` connection to the cluster.
+``s3a://lake/ops/spark-sentiment``), ``SPARK_VERSION`` and ``DELTA_VERSION`` (the cluster's), and the
+``spark_default`` connection to the cluster.
 
 Results: ``SparkSubmitOperator`` returns nothing and the driver's stdout may never reach the worker, so
 every job writes its summary to ``$SPARK_SENTIMENT_RESULTS/<job>/<run>.json`` and a row to the Delta table
@@ -19,13 +20,22 @@ from datetime import datetime, timedelta
 
 from airflow import DAG
 from airflow.models import Variable
-from airflow.operators.bash import BashOperator
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
+
+try:  # Airflow 3: the standard provider
+    from airflow.providers.standard.operators.bash import BashOperator
+except ImportError:  # Airflow 2
+    from airflow.operators.bash import BashOperator
 
 # The Delta jars and confs the jobs need, from the one place the library keeps them (no pyspark import).
 from spark_sentiment.core.spark_conf import DELTA_CONF, delta_maven_coordinate
 
 HOME = Variable.get("SPARK_SENTIMENT_HOME", default_var="/opt/spark-sentiment")
+# The Delta jars must match the cluster's Spark and Delta, not the scheduler's (which may have neither).
+DELTA_PACKAGE = delta_maven_coordinate(
+    spark_version=Variable.get("SPARK_VERSION", default_var="4.2.0"),
+    delta_version=Variable.get("DELTA_VERSION", default_var="4.4.0"),
+)
 RESULTS = Variable.get("SPARK_SENTIMENT_RESULTS", default_var=f"{HOME}/data/results")
 # MLflow and the jobs' local state must not resolve to each worker's ./data: one tracking server for all.
 ENV = {
@@ -78,7 +88,7 @@ with DAG(
         task_id="score",
         application=f"{HOME}/jobs/score.py",
         py_files=f"{HOME}/data/dist/spark_sentiment.zip",  # built by ./spark-submit.sh (or ship the wheel)
-        packages=delta_maven_coordinate(),
+        packages=DELTA_PACKAGE,
         conf=dict(DELTA_CONF),
         env_vars=ENV,
         application_args=[

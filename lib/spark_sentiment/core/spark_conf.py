@@ -26,13 +26,14 @@ DELTA_CONF = {
 }
 
 
-def delta_maven_coordinate() -> str:
-    """Maven coordinate of the Delta jars matching the installed delta-spark and pyspark wheels.
+def delta_maven_coordinate(spark_version: str | None = None, delta_version: str | None = None) -> str:
+    """Maven coordinate of the Delta jars for a Spark and Delta release, by default those of the installed
+    pyspark and delta-spark wheels (a scheduler host without them, e.g. Airflow's, passes the cluster's).
 
     From Delta 4.1 the artifact carries the Spark line: ``io.delta:delta-spark_<major.minor>_2.13:<version>``.
     """
-    spark_line = ".".join(importlib.metadata.version("pyspark").split(".")[:2])
-    return f"io.delta:delta-spark_{spark_line}_2.13:{importlib.metadata.version('delta-spark')}"
+    spark_line = ".".join((spark_version or importlib.metadata.version("pyspark")).split(".")[:2])
+    return f"io.delta:delta-spark_{spark_line}_2.13:{delta_version or importlib.metadata.version('delta-spark')}"
 
 
 def spark_hadoop_version() -> str:
