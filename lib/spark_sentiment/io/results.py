@@ -56,9 +56,7 @@ def set_task_values(record: dict[str, Any]) -> bool:
         from pyspark.dbutils import DBUtils  # type: ignore[import-not-found]  # Databricks runtimes only
     except ImportError:
         return False
-    from pyspark.sql import SparkSession as Session
-
-    values = DBUtils(Session.getActiveSession()).jobs.taskValues
+    values = DBUtils(SparkSession.getActiveSession()).jobs.taskValues
     summary = json.dumps(record, default=str)
     values.set(key="status", value=str(record.get("status")))
     values.set(key="exit_code", value=int(record.get("exit_code", 0)))
