@@ -8,6 +8,7 @@ import pytest
 from conftest import REPO
 from spark_sentiment.config import describe, load_config
 from spark_sentiment.core.errors import ConfigError
+from spark_sentiment.model.window import Window
 from spark_sentiment.scoring.config import ScoreJobConfig
 from spark_sentiment.training.config import TrainJobConfig
 from spark_sentiment.validation.config import EvaluateJobConfig
@@ -15,12 +16,13 @@ from spark_sentiment.validation.config import EvaluateJobConfig
 TRAIN_YAML = REPO / "conf" / "train.yaml"
 
 
-def test_train_yaml_matches_the_seed_hyperparameters(monkeypatch):
+def test_train_yaml_is_the_seed_data_with_the_measured_minilm_settings(monkeypatch):
     monkeypatch.setenv("IMDB_DATA", "/data/imdb")
     cfg = load_config(TrainJobConfig, TRAIN_YAML)
     assert cfg.data.path == "/data/imdb"
     assert (cfg.data.train_rows, cfg.data.eval_rows, cfg.data.seed) == (3000, 300, 42)
-    assert (cfg.train.learning_rate, cfg.train.warmup_ratio, cfg.train.epochs) == (2e-5, 0.1, 2.0)
+    assert (cfg.train.learning_rate, cfg.train.warmup_ratio, cfg.train.epochs) == (5e-5, 0.1, 3.0)
+    assert cfg.training_window() == Window("head_tail", 512)
     assert (cfg.train.batch_size, cfg.train.weight_decay, cfg.train.max_length) == (16, 0.01, 512)
     assert (cfg.registry.name, cfg.registry.alias) == ("SentimentAnalysis", "candidate")
 
@@ -30,11 +32,12 @@ def test_seed_profile_uses_the_hub_model_and_dataset():
     assert cfg.model.base == "microsoft/deberta-v3-small"
     assert cfg.data.path == "hf:imdb"
     assert cfg.model.pipeline_batch_size == 8
+    assert cfg.training_window() == cfg.scoring_window() == Window("head", 512)  # truncation=True in the seed
 
 
 def test_gpu_profile_trains_on_all_rows_with_the_measured_settings():
     cfg = load_config(TrainJobConfig, REPO / "conf" / "train-gpu.yaml")
-    assert (cfg.data.train_rows, cfg.train.batch_size, cfg.train.learning_rate) == (None, 64, 1e-4)
+    assert (cfg.data.train_rows, cfg.train.batch_size, cfg.train.learning_rate) == (None, 32, 1e-4)
     assert (cfg.train.group_by_length, cfg.train.optim, cfg.train.pad_to_multiple_of) == (
         True,
         "adamw_torch_fused",

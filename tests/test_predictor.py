@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -41,9 +43,10 @@ def test_slices_of_a_long_arrow_batch_score_like_one_pass(package, monkeypatch):
     import spark_sentiment.inference.predictor as predictor_module
 
     texts = pd.Series([f"review {i} " + "good " * (i % 9) + "bad " * (i % 5) if i % 7 else None for i in range(50)])
-    whole = Predictor(package.local_dir, PredictorOptions(batch_size=8)).predict(texts)
+    options = PredictorOptions(batch_size=8, precision="fp32")  # bf16 (auto on bf16 CPUs) varies with batch shapes
+    whole = Predictor(package.local_dir, options).predict(texts)
     monkeypatch.setattr(predictor_module, "CHUNK_ROWS", 6)
-    sliced = Predictor(package.local_dir, PredictorOptions(batch_size=8)).predict(texts)
+    sliced = Predictor(package.local_dir, options).predict(texts)
     pd.testing.assert_series_equal(sliced["label"], whole["label"])
     np.testing.assert_allclose(sliced["score"], whole["score"], atol=1e-5)
     assert sliced["label"].isna().sum() == 8  # the None rows stay null, in place
@@ -91,3 +94,17 @@ def test_gpu_predictor_matches_cpu_labels(package):
     cpu = Predictor(package.local_dir, PredictorOptions(device="cpu")).predict(texts)
     gpu = Predictor(package.local_dir, PredictorOptions(device="cuda")).predict(texts)
     assert (cpu["label"] == gpu["label"]).mean() >= 0.95
+
+
+def test_auto_precision_on_cpu_is_bf16_only_where_the_cpu_has_it(monkeypatch):
+    import torch
+    from spark_sentiment.inference import predictor
+
+    flags = open("/proc/cpuinfo").read().split() if os.path.exists("/proc/cpuinfo") else None
+    if flags is not None:  # the probe agrees with what the kernel reports for this CPU
+        assert predictor.cpu_has_native_bf16() == ("avx512_bf16" in flags or "amx_bf16" in flags)
+    monkeypatch.setattr(predictor, "cpu_has_native_bf16", lambda: True)
+    assert predictor.pick_dtype("auto", "cpu") == torch.bfloat16
+    assert predictor.pick_dtype("fp32", "cpu") == torch.float32
+    monkeypatch.setattr(predictor, "cpu_has_native_bf16", lambda: False)
+    assert predictor.pick_dtype("auto", "cpu") == torch.float32

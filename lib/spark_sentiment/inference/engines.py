@@ -19,9 +19,10 @@ from pyspark.sql import Column, SparkSession
 from pyspark.sql import functions as F
 
 from ..config.sections import ScoreSection
+from ..core.errors import ModelError
 from ..model.registry import ResolvedModel
 from .package import ModelPackage, build_package, ship, verify
-from .predictor import Predictor, PredictorFactory, PredictorOptions
+from .predictor import Predictor, PredictorFactory, PredictorOptions, resolve_window
 from .text_policy import scorable
 from .worker import RESULT_TYPE, native_udf
 
@@ -36,6 +37,9 @@ def predictor_options(score: ScoreSection, allow_pickle_weights: bool = False) -
         batch_size=score.batch_size,
         max_tokens=score.max_tokens,
         max_length=score.max_length,
+        truncation=score.truncation,
+        head_tokens=score.head_tokens,
+        profile=score.profile,
         threads=score.threads,
         device=score.device,
         precision=score.precision,
@@ -69,12 +73,29 @@ def rows_counter(spark: SparkSession) -> Accumulator | None:
         return None
 
 
-def mlflow_udf(spark: SparkSession, resolved: ResolvedModel):
-    """``mlflow.pyfunc.spark_udf`` returning ``struct<label, score>`` (artifacts shipped by MLflow)."""
+def mlflow_udf(spark: SparkSession, resolved: ResolvedModel, package: ModelPackage, options: PredictorOptions):
+    """``mlflow.pyfunc.spark_udf`` returning ``struct<label, score>`` (artifacts shipped by MLflow).
+
+    The model's pyfunc reads reviews through the window given as its model_config: the one the native
+    engine would use for these options, so both engines read the same tokens."""
     import mlflow
 
+    window = resolve_window(package.window, options)
+    if package.window_recorded:
+        model_config = window.to_config()
+    elif window.strategy == "head":  # MLflow's own transformers pyfunc: tokenizer arguments
+        model_config = {"truncation": True, "max_length": window.max_length}
+    else:
+        raise ModelError(
+            f"model {resolved.label}: engine mlflow cannot read the {window.strategy} of a review with a model "
+            "logged without a truncation window (its pyfunc reads the head); use engine native"
+        )
     udf = mlflow.pyfunc.spark_udf(
-        spark, model_uri=resolved.uri, result_type="label string, score double", env_manager="local"
+        spark,
+        model_uri=resolved.uri,
+        result_type="label string, score double",
+        env_manager="local",
+        model_config=model_config,
     )
 
     def apply(column: Column) -> Column:
@@ -97,8 +118,8 @@ def scoring_function(
     ``factory`` builds the native engine's per-worker predictor (the mlflow engine loads MLflow's pyfunc).
     """
     if engine == "mlflow":
-        checked_package(resolved, options.allow_pickle_weights)  # same weight policy for both engines
-        raw = mlflow_udf(spark, resolved)
+        package = checked_package(resolved, options.allow_pickle_weights)  # same weight policy for both engines
+        raw = mlflow_udf(spark, resolved, package, options)
     else:
         raw = shipped_native_udf(spark, resolved, options, factory)
 

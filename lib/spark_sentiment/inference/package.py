@@ -17,12 +17,14 @@ from pathlib import Path
 import mlflow
 import yaml
 from mlflow.exceptions import MlflowException
+from mlflow.pyfunc import MODEL_CONFIG
 from pyspark.sql import SparkSession
 
 from ..core.errors import ModelError
 from ..core.paths import data_dir
 from ..model.registry import ResolvedModel
-from .predictor import META_FILE
+from ..model.window import CODE_MODULE, Window
+from .predictor import META_FILE, recorded_window
 
 
 @dataclass(frozen=True)
@@ -31,14 +33,29 @@ class ModelPackage:
     local_dir: Path  # unpacked copy on the driver
     archive: Path  # the zip on the driver
     id2label: dict[int, str]
-    max_length: int
+    window: Window  # how the model reads a review, as recorded when it was logged
+    window_recorded: bool  # False: a model logged without one (its pyfunc reads the head, MLflow's own loader)
 
 
-def _transformers_layout(root: Path, uri: str) -> tuple[Path, Path]:
+PACKAGE_FORMAT = 2  # part of the cache key: 2 added the recorded window to the package metadata
+
+
+def _flavors(root: Path, uri: str) -> dict:
     mlmodel = root / "MLmodel"
     if not mlmodel.is_file():
         raise ModelError(f"model URI {uri}: no MLmodel file in its artifacts")
-    flavors = (yaml.safe_load(mlmodel.read_text()) or {}).get("flavors", {})
+    return (yaml.safe_load(mlmodel.read_text()) or {}).get("flavors", {})
+
+
+def _recorded_window(flavors: dict) -> dict | None:
+    """The window our logged models record as their pyfunc model_config (None for other models)."""
+    pyfunc = flavors.get("python_function") or {}
+    if pyfunc.get("loader_module") != CODE_MODULE:
+        return None
+    return pyfunc.get(MODEL_CONFIG) or None  # the flavor's "config": what MLflow hands the loader
+
+
+def _transformers_layout(root: Path, flavors: dict, uri: str) -> tuple[Path, Path]:
     flavor = flavors.get("transformers")
     if flavor is None:
         raise ModelError(f"model URI {uri}: not a transformers model (flavors: {', '.join(flavors) or 'none'})")
@@ -83,7 +100,7 @@ def build_package(
         ``allow_pickle_weights``).
     """
     cache_root = cache_root or data_dir() / "model_cache"
-    digest = hashlib.sha256(resolved.uri.encode()).hexdigest()[:12]
+    digest = hashlib.sha256(f"{resolved.uri} format={PACKAGE_FORMAT}".encode()).hexdigest()[:12]
     safe = "".join(ch if ch.isalnum() else "_" for ch in resolved.label)[:60]
     name = f"{safe}-{digest}"
     target = cache_root / name
@@ -95,7 +112,8 @@ def build_package(
                 root = Path(mlflow.artifacts.download_artifacts(artifact_uri=resolved.uri, dst_path=tmp))
             except (MlflowException, OSError) as exc:
                 raise ModelError(f"model URI {resolved.requested}: artifacts cannot be downloaded: {exc}") from exc
-            model_dir, tokenizer_dir = _transformers_layout(root, resolved.requested)
+            flavors = _flavors(root, resolved.requested)
+            model_dir, tokenizer_dir = _transformers_layout(root, flavors, resolved.requested)
             _check_weights(model_dir, resolved.requested, allow_pickle_weights)
             staging = Path(tmp) / "package"
             shutil.copytree(model_dir, staging / "model")
@@ -111,6 +129,7 @@ def build_package(
                 "id2label": config["id2label"],
                 "max_length": int(min(tokenizer_config.get("model_max_length", positions), positions)),
                 "max_position_embeddings": positions,
+                "window": _recorded_window(flavors),
             }
             (staging / META_FILE).write_text(json.dumps(meta))
             zipped = shutil.make_archive(str(Path(tmp) / name), "zip", staging)
@@ -120,7 +139,11 @@ def build_package(
     _check_weights(target / "model", resolved.requested, allow_pickle_weights)
     meta = json.loads((target / META_FILE).read_text())
     id2label = {int(k): v for k, v in meta["id2label"].items()}
-    return ModelPackage(archive.name, target, archive, id2label, meta["max_length"])
+    try:
+        window = recorded_window(meta)
+    except ValueError as exc:
+        raise ModelError(f"model URI {resolved.requested}: recorded truncation window is invalid: {exc}") from None
+    return ModelPackage(archive.name, target, archive, id2label, window, meta.get("window") is not None)
 
 
 def ship(spark: SparkSession, package: ModelPackage) -> None:

@@ -23,9 +23,11 @@ import numpy as np
 import pandas as pd
 
 from ..core.errors import ModelError
+from ..model.window import Window, encode, pad
 from .text_policy import scorable_mask
 
 META_FILE = "sentiment_meta.json"
+FAST_MAX_LENGTH = 192  # score.profile=fast: tokens read per review at most (head_tail); docs/quality.md
 CHUNK_ROWS = 1024  # rows tokenized and length-sorted together; batches never span two chunks
 # oneDNN keeps a compiled primitive per (layer, batch shape); with dynamic padding nearly every batch has a
 # new shape, and the default 1,024 entries held ~0.5 GB per worker. 64 bounds that at no measured speed cost.
@@ -53,11 +55,31 @@ class PredictorOptions:
 
     batch_size: int = 32
     max_tokens: int | None = None  # padded tokens per batch; None = rows only
-    max_length: int | None = None
+    max_length: int | None = None  # None: as recorded with the model
+    truncation: str | None = None  # head | tail | head_tail; None: as recorded
+    head_tokens: int | None = None
+    profile: str = "model"  # model | fast
     threads: int | None = None
     device: str = "auto"  # auto | cpu | cuda | cuda:<n>
     precision: str = "auto"  # auto | fp32 | bf16 | fp16
     allow_pickle_weights: bool = False  # pickle can run code: only for trusted models
+
+
+def resolve_window(recorded: Window, options: PredictorOptions) -> Window:
+    """The window a scoring run reads reviews through: the model's recorded one, the ``fast`` profile's
+    cap, then explicit options (both engines use this, so they read the same tokens)."""
+    window = recorded
+    if options.profile == "fast":
+        window = window.override(strategy="head_tail").clamp(FAST_MAX_LENGTH)
+    try:
+        return window.override(options.truncation, options.max_length, options.head_tokens)
+    except ValueError as exc:
+        raise ModelError(f"score window: {exc}") from None
+
+
+def recorded_window(meta: dict) -> Window:
+    """The window in a package's metadata (packages of models logged without one: the head)."""
+    return Window.from_config(meta.get("window") or {}, int(meta["max_length"]))
 
 
 def pick_device(requested: str, gpu_address: str | None) -> str:
@@ -73,12 +95,23 @@ def pick_device(requested: str, gpu_address: str | None) -> str:
     return f"cuda:{gpu_address or 0}"
 
 
+def cpu_has_native_bf16() -> bool:
+    """True on CPUs with bf16 instructions (AVX512-BF16 or AMX), where bf16 matrix work runs natively."""
+    import torch
+
+    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(getattr(torch.cpu, name, lambda: False)() for name in probes)
+
+
 def pick_dtype(precision: str, device: str):  # -> torch.dtype
+    """``auto``: bf16 on a CUDA GPU that has it (else fp16); on a CPU, bf16 where the CPU has native bf16
+    (1.76x the rows/s of fp32 at 512 tokens on Zen 4, label agreement 0.9995 and accuracy within 0.05 points
+    on 2,000 test reviews: docs/quality.md), else fp32."""
     import torch
 
     if precision == "auto":
         if device == "cpu":
-            return torch.float32
+            return torch.bfloat16 if cpu_has_native_bf16() else torch.float32
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
 
@@ -118,21 +151,14 @@ class Predictor:
         # (bf16 weights 33.5 rows/s vs 31.4 for fp32 weights under autocast in one run on Zen 4, equal in another).
         self.model = model.to(self.device, dtype=self.dtype).eval()
         self.id2label = {int(k): v for k, v in meta["id2label"].items()}
-        limit = options.max_length or meta["max_length"]
-        self.max_length = int(min(limit, meta.get("max_position_embeddings", limit)))
+        window = resolve_window(recorded_window(meta), options)
+        self.window = window.clamp(int(meta.get("max_position_embeddings", window.max_length)))
+        self.max_length = self.window.max_length
         self.pad_id = self.tokenizer.pad_token_id or 0
 
     def tokenize(self, texts: list[str]) -> list[list[int]]:
-        """Token ids per text, truncated to the model's limit, unpadded (the fast tokenizer batches in Rust)."""
-        encoded = self.tokenizer(
-            texts,
-            truncation=True,
-            max_length=self.max_length,
-            padding=False,
-            return_attention_mask=False,
-            return_token_type_ids=False,
-        )
-        return encoded["input_ids"]
+        """Token ids per text through the window (as in training), unpadded (the fast tokenizer batches in Rust)."""
+        return encode(self.tokenizer, texts, self.window)
 
     def batches(self, lengths: np.ndarray) -> list[np.ndarray]:
         """Row indices in length order, cut into batches of at most ``batch_size`` rows and ``max_tokens``
@@ -163,11 +189,7 @@ class Predictor:
         # order every batch needed bigger blocks than any freed before and glibc's heap grew with every
         # width (a worker's RSS went 1.1 -> 1.7 GB over 500 reviews at 512 tokens; 1.3 GB flat this way).
         for chunk in reversed(self.batches(lengths)):
-            width = int(lengths[chunk[-1]])
-            ids = np.full((len(chunk), width), self.pad_id, dtype=np.int64)
-            for row, i in enumerate(chunk):
-                ids[row, : lengths[i]] = token_ids[i]
-            mask = (np.arange(width)[None, :] < lengths[chunk][:, None]).astype(np.int64)
+            ids, mask = pad([token_ids[i] for i in chunk], self.pad_id)
             ids_t, mask_t = torch.from_numpy(ids), torch.from_numpy(mask)
             if on_gpu:  # pinned host memory lets the copy overlap with the previous batch's compute
                 ids_t = ids_t.pin_memory().to(self.device, non_blocking=True)

@@ -1,17 +1,29 @@
-"""Log a fine-tuned classifier with MLflow's transformers flavor (pipeline + signature + input example)."""
+"""Log a fine-tuned classifier with MLflow's transformers flavor (pipeline + signature + input example),
+reading reviews through its truncation window under ``mlflow.pyfunc`` too."""
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata
+import shutil
+import tempfile
+import types
+from pathlib import Path
 
 import mlflow
+import pandas as pd
+from mlflow.models import Model, infer_signature
 from mlflow.models.model import ModelInfo
 from transformers import Pipeline, PreTrainedModel, PreTrainedTokenizerBase, pipeline
+
+from . import window as window_module
+from .window import Window
 
 INPUT_EXAMPLE = ["I love this movie", "this movie was the worst, boring!"]
 # Exactly what a scoring environment needs. Passing these also keeps MLflow from importing torchvision
 # to infer pins, which fails where torchvision is absent.
 _RUNTIME_PACKAGES = ("mlflow", "torch", "transformers", "tokenizers", "safetensors", "accelerate", "pandas", "numpy")
+METADATA_KEY = "spark_sentiment_window"  # MLmodel metadata: the recorded window, for people and tools
 
 
 def pip_requirements() -> list[str]:
@@ -24,19 +36,40 @@ def build_pipeline(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, b
     return pipeline("text-classification", model=model.to("cpu"), tokenizer=tokenizer, batch_size=batch_size)
 
 
-def log_pipeline(pipe: Pipeline, registered_name: str | None, name: str = "model") -> ModelInfo:
+def _save_windowed(path: str, mlflow_model: Model, *, window: Window, **kwargs) -> None:
+    """``mlflow.transformers.save_model``, then the pyfunc flavor's loader becomes :mod:`.window`, shipped
+    in the model's ``code/`` folder, with the window as its model_config."""
+    with tempfile.TemporaryDirectory() as tmp:
+        code = Path(tmp) / f"{window_module.CODE_MODULE}.py"
+        shutil.copyfile(window_module.__file__, code)
+        mlflow.transformers.save_model(
+            path=path, mlflow_model=mlflow_model, code_paths=[str(code)], model_config=window.to_config(), **kwargs
+        )
+    pyfunc = mlflow_model.flavors["python_function"]
+    pyfunc["loader_module"] = window_module.CODE_MODULE
+    mlflow_model.save(str(Path(path) / "MLmodel"))
+
+
+def log_pipeline(pipe: Pipeline, registered_name: str | None, window: Window, name: str = "model") -> ModelInfo:
     """Log ``pipe`` with the transformers flavor in the active run and register it under ``registered_name``.
 
-    ``model_config`` turns truncation on at load time (``spark_udf``/``pyfunc.load_model`` ignore a config that
-    was not set when logging), so a review longer than the model's limit is cut, never a crash.
-    ``mlflow.transformers.load_model`` returns the bare pipeline: pass ``truncation=True`` to it.
+    ``window`` (strategy and max length) is recorded with the model: ``mlflow.pyfunc.load_model`` and
+    ``spark_udf`` read each review through it (a ``model_config`` given to them overrides it), and the native
+    engine reads it from the MLmodel. ``mlflow.transformers.load_model`` returns the bare pipeline, which
+    reads the head: call it with ``truncation=True``, or tokenize with :func:`.window.encode`.
     """
-    return mlflow.transformers.log_model(
-        transformers_model=pipe,
+    signature = infer_signature(INPUT_EXAMPLE, pd.DataFrame({"label": ["POSITIVE"], "score": [0.5]}))
+    flavor = types.SimpleNamespace(save_model=functools.partial(_save_windowed, window=window))
+    return Model.log(
+        artifact_path=None,
         name=name,
+        flavor=flavor,
+        flavor_name="transformers",
+        registered_model_name=registered_name,
+        metadata={METADATA_KEY: window.to_config()},
+        transformers_model=pipe,
         task="text-classification",
         input_example=INPUT_EXAMPLE,
-        model_config={"truncation": True, "max_length": int(pipe.tokenizer.model_max_length)},
+        signature=signature,
         pip_requirements=pip_requirements(),
-        registered_model_name=registered_name,
     )

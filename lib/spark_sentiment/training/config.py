@@ -9,7 +9,9 @@ from typing import Literal, Optional
 from ..config.loader import option, require
 from ..config.sections import MlflowSection, ReportSection, SparkSection
 from ..core.paths import default_imdb_source
+from ..model.window import Window
 
+Truncation = Literal["head", "tail", "head_tail"]
 DataFormat = Literal["auto", "delta", "parquet", "aclimdb", "hf", "table"]
 
 
@@ -53,11 +55,22 @@ class ModelSection:
     )
     labels: list[str] = option(["NEGATIVE", "POSITIVE"], "Label names in id order (id2label); label i is class i.")
     pipeline_batch_size: int = option(8, "batch_size of the logged text-classification pipeline.")
+    score_max_length: Optional[int] = option(
+        None,
+        "Tokens per review the logged model reads when it scores (recorded with it with train.truncation; both "
+        "engines, the SQL function and mlflow.pyfunc use it unless a scoring job sets score.max_length). Longer "
+        "than train.max_length reads more of each review at a lower rate; null = train.max_length.",
+    )
 
     def validate(self, prefix: str) -> None:
         require(len(self.labels) >= 2, f"{prefix}labels", f"needs at least two names, got {self.labels}")
         require(len(set(self.labels)) == len(self.labels), f"{prefix}labels", f"has duplicates: {self.labels}")
         require(self.pipeline_batch_size > 0, f"{prefix}pipeline_batch_size", "must be positive")
+        require(
+            self.score_max_length is None or 8 <= self.score_max_length <= 8192,
+            f"{prefix}score_max_length",
+            f"must be in [8, 8192] or null, got {self.score_max_length}",
+        )
 
 
 @dataclass
@@ -70,6 +83,15 @@ class TrainSection:
     eval_batch_size: int = option(32, "Per-device evaluation batch size.")
     weight_decay: float = option(0.01, "AdamW weight decay.")
     max_length: int = option(512, "Tokens kept per review (longer reviews are truncated; BERT's limit is 512).")
+    truncation: Truncation = option(
+        "head_tail",
+        "Which tokens of a longer review are kept: head (the first), tail (the last) or head_tail (the first "
+        "train.head_tokens and the rest from the end, where reviews often give their verdict). Recorded with the "
+        "model; scoring reads reviews the same way.",
+    )
+    head_tokens: Optional[int] = option(
+        None, "head_tail: tokens kept from the start of a long review; null = a quarter of the window."
+    )
     precision: Literal["auto", "fp32", "bf16", "fp16"] = option(
         "auto", "auto: bf16 on a CUDA GPU that supports it, else fp16 on CUDA, fp32 on CPU."
     )
@@ -101,6 +123,11 @@ class TrainSection:
         require(self.eval_batch_size > 0, f"{prefix}eval_batch_size", "must be positive")
         require(self.weight_decay >= 0, f"{prefix}weight_decay", "must be >= 0")
         require(8 <= self.max_length <= 8192, f"{prefix}max_length", f"must be in [8, 8192], got {self.max_length}")
+        require(
+            self.head_tokens is None or 0 <= self.head_tokens < self.max_length,
+            f"{prefix}head_tokens",
+            f"must be in [0, train.max_length) or null, got {self.head_tokens}",
+        )
         require(self.logging_steps > 0, f"{prefix}logging_steps", "must be positive")
         require(
             self.pad_to_multiple_of is None or self.pad_to_multiple_of > 0,
@@ -143,3 +170,11 @@ class TrainJobConfig:
     mlflow: MlflowSection = dataclasses.field(default_factory=MlflowSection)
     spark: SparkSection = dataclasses.field(default_factory=SparkSection)
     report: ReportSection = dataclasses.field(default_factory=ReportSection)
+
+    def training_window(self) -> Window:
+        """How training reads each review."""
+        return Window(self.train.truncation, self.train.max_length, self.train.head_tokens)
+
+    def scoring_window(self) -> Window:
+        """How the logged model reads each review when it scores (recorded with it)."""
+        return self.training_window().override(max_length=self.model.score_max_length)

@@ -11,6 +11,7 @@ import numpy as np
 from datasets import Dataset
 
 from ..model.base import load_base
+from ..model.window import encode
 from .arguments import build_trainer
 from .config import TrainJobConfig
 
@@ -31,8 +32,12 @@ def fit(cfg: TrainJobConfig, train_ds: Dataset, eval_ds: Dataset, report_to: lis
     Trainer runs data-parallel across the processes by itself."""
     model, tokenizer = load_base(cfg.model.base, cfg.model.labels, cfg.train.max_length, cfg.train.seed)
 
+    window = cfg.training_window().clamp(tokenizer.model_max_length)
+
     def tokenize(batch: dict[str, list]) -> dict[str, list]:
-        return tokenizer(batch["text"], truncation=True, max_length=tokenizer.model_max_length)
+        # the same window the scoring engines and the logged model read through (model.window)
+        ids = encode(tokenizer, batch["text"], window)
+        return {"input_ids": ids, "attention_mask": [[1] * len(row) for row in ids]}
 
     train_tok = train_ds.map(tokenize, batched=True, remove_columns=["text"])
     eval_tok = eval_ds.map(tokenize, batched=True, remove_columns=["text"])

@@ -88,7 +88,9 @@ def train_and_register(spark: SparkSession, cfg: TrainJobConfig, plan: TrainingS
         model, tokenizer = fitted.model, fitted.tokenizer
         pipe = flavor.build_pipeline(model, tokenizer, cfg.model.pipeline_batch_size)
         examples = {text: pipe(text, truncation=True)[0]["label"] for text in flavor.INPUT_EXAMPLE}
-        info = flavor.log_pipeline(pipe, cfg.registry.name)
+        window = cfg.scoring_window().clamp(int(getattr(model.config, "max_position_embeddings", 512)))
+        mlflow.log_params({"window": window.strategy, "window_max_length": window.max_length})
+        info = flavor.log_pipeline(pipe, cfg.registry.name, window)
         version = str(info.registered_model_version)
         if request:
             registry.tag_request(cfg.registry.name, version, request)
@@ -111,6 +113,7 @@ def train_and_register(spark: SparkSession, cfg: TrainJobConfig, plan: TrainingS
             "examples": examples,
             "train_rows": len(train_ds),
             "eval_rows": len(eval_ds),
+            "window": window.to_config(),
             "num_processes": cfg.train.num_processes,
             "seconds": round(seconds, 1),
             "phases": phases,
