@@ -5,6 +5,8 @@ Two situations:
 * launched by ``spark-submit`` (or a cluster runtime such as Databricks/Fabric), or a session already
   exists: the cluster's settings win. We add only what the job needs and nobody set -- the Delta extension
   and catalog -- and never touch the master, the warehouse or the metastore;
+* ``SPARK_REMOTE`` set (``sc://host:15002``): a Spark Connect client; the server's Spark, Delta and
+  catalog are used as they are;
 * started from plain Python (tests, notebooks): we launch a local JVM with ``local[*]`` (or
   ``$SPARK_MASTER``), the Delta jars via ``spark.jars.packages`` and a persistent local catalog (warehouse +
   Derby metastore) under the project data dir.
@@ -79,6 +81,12 @@ def get_spark(
     active = SparkSession.getActiveSession()
     if active is not None:
         return active
+    remote = os.environ.get("SPARK_REMOTE")
+    if remote:  # a Spark Connect client: the server owns Spark, Delta and the catalog; only runtime confs
+        spark = SparkSession.builder.remote(remote).getOrCreate()
+        for key, value in {**JOB_CONF, **{k: str(v) for k, v in (conf or {}).items()}}.items():
+            spark.conf.set(key, value)
+        return spark
 
     builder = SparkSession.builder.appName(app_name)
     if _submitted():

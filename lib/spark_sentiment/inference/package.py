@@ -146,11 +146,25 @@ def build_package(
     return ModelPackage(archive.name, target, archive, id2label, window, meta.get("window") is not None)
 
 
+SHIPPED_CONF = "spark.sentiment.shippedArchives"  # session conf: archives this session already added
+
+
 def ship(spark: SparkSession, package: ModelPackage) -> None:
-    """Make the package available to every executor (unpacked as ``SparkFiles.get(archive_name)``)."""
-    already = {Path(p).name for p in spark.sparkContext.listArchives}
-    if package.archive_name not in already:
-        spark.sparkContext.addArchive(str(package.archive))
+    """Make the package available to every executor (unpacked as ``SparkFiles.get(archive_name)``):
+    ``SparkContext.addArchive`` on a classic session, ``addArtifacts(archive=True)`` over Spark Connect
+    (the session's own artifact folder, which its Python workers see as SparkFiles)."""
+    try:
+        context = spark.sparkContext
+    except AttributeError:  # Spark Connect
+        context = None
+    if context is not None:
+        if package.archive_name not in {Path(p).name for p in context.listArchives}:
+            context.addArchive(str(package.archive))
+        return
+    shipped = set(filter(None, (spark.conf.get(SHIPPED_CONF, "") or "").split(",")))
+    if package.archive_name not in shipped:
+        spark.addArtifacts(str(package.archive), archive=True)
+        spark.conf.set(SHIPPED_CONF, ",".join(sorted(shipped | {package.archive_name})))
 
 
 _VERIFIED: set[tuple[str, bool]] = set()

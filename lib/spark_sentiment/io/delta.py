@@ -5,6 +5,10 @@ to the attempt, the mode, the input version and the model), and, when the caller
 version, Delta's own ``txnAppId``/``txnVersion``: Delta then skips a write whose version the table has
 already committed for that app, even when two jobs race. The tag is how a rerun finds what the last run did
 (incremental progress) and how a job finds its own commit's metrics in a table others write to.
+
+Delta is reached through SQL only (``DESCRIBE DETAIL``, ``DESCRIBE HISTORY``, ``MERGE INTO``) and DataFrame
+writes, never the ``DeltaTable`` Python API: the same statements run on a classic session and over Spark
+Connect, where that API needs a Delta Connect plugin on the server.
 """
 
 from __future__ import annotations
@@ -18,16 +22,15 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, TypeVar
 
-from delta import exceptions as delta_exceptions
-from delta.tables import DeltaTable
+from delta import exceptions as delta_exceptions  # also turns Delta's Java conflicts into these classes
 from pyspark.errors import AnalysisException
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import DataFrame, Row, SparkSession
 from pyspark.sql import functions as F
 
 from ..core.errors import DataError
 from ..core.names import quote
 from .features import check_output_features, creation_options, unsupported_features_as_errors
-from .fs import HadoopPaths
+from .fs import data_paths
 from .tables import TableRef
 
 log = logging.getLogger(__name__)
@@ -105,20 +108,36 @@ def _tagged(spark: SparkSession, tag: CommitTag) -> Iterator[None]:
             spark.conf.unset(key)
 
 
+def describe_detail(spark: SparkSession, target: TableRef) -> Row:
+    """``DESCRIBE DETAIL`` of a table or path (format, location, properties, tableFeatures, ...)."""
+    return spark.sql(f"DESCRIBE DETAIL {target.sql_name()}").first()
+
+
+def read_target(spark: SparkSession, target: TableRef) -> DataFrame:
+    """The target's current rows."""
+    return spark.read.table(target.table) if target.table else spark.read.format("delta").load(str(target.path))
+
+
+def history(spark: SparkSession, target: TableRef, limit: int | None = None) -> DataFrame:
+    """``DESCRIBE HISTORY``: one row per commit, newest first (version, userMetadata, operationMetrics, ...)."""
+    return spark.sql(f"DESCRIBE HISTORY {target.sql_name()}" + (f" LIMIT {int(limit)}" if limit else ""))
+
+
 def target_exists(spark: SparkSession, target: TableRef) -> bool:
     """Whether the output already exists as a Delta table (a non-Delta one is an error)."""
     if target.table:
         if not spark.catalog.tableExists(target.table):
             return False
-        try:
-            DeltaTable.forName(spark, target.table)
-        except AnalysisException:
-            raise DataError(f"output table {target.table} exists but is not a Delta table") from None
+        if str(describe_detail(spark, target)["format"]).lower() != "delta":
+            raise DataError(f"output table {target.table} exists but is not a Delta table")
         return True
+    try:
+        describe_detail(spark, target)
+        return True
+    except AnalysisException:  # DELTA_MISSING_DELTA_TABLE: nothing there, or something that is not Delta
+        pass
+    paths = data_paths(spark)  # the path's own file system: local, s3a://, abfss://, dbfs:/ ...
     location = str(target.path)
-    if DeltaTable.isDeltaTable(spark, location):
-        return True
-    paths = HadoopPaths(spark)  # the path's own file system: local, s3a://, abfss://, dbfs:/ ...
     if not paths.exists(location) or (paths.is_dir(location) and not paths.children(location)):
         return False
     raise DataError(f"output path {target.path} exists but is not a Delta table")
@@ -136,28 +155,24 @@ def check_output(spark: SparkSession, target: TableRef, columns: list[str], mode
     with unsupported_features_as_errors(f"output {target.describe()}"):
         if not target_exists(spark, target):
             return
-        detail = delta_table(spark, target).detail().select("properties", "tableFeatures").first()
+        detail = describe_detail(spark, target)
     features = list(detail["tableFeatures"] or [])
     check_output_features(spark, target, dict(detail["properties"] or {}), features, columns, mode)
-
-
-def delta_table(spark: SparkSession, target: TableRef) -> DeltaTable:
-    return DeltaTable.forName(spark, target.table) if target.table else DeltaTable.forPath(spark, str(target.path))
 
 
 def table_version(spark: SparkSession, target: TableRef) -> int | None:
     """The target's current Delta version; None when it does not exist yet."""
     if not target_exists(spark, target):
         return None
-    return int(delta_table(spark, target).history(1).select("version").first()["version"])
+    return int(history(spark, target, 1).select("version").first()["version"])
 
 
 def _tagged_commits(spark: SparkSession, target: TableRef, after: int | None = None) -> list[tuple[int, dict, Any]]:
     """``(version, tag, operationMetrics)`` of our commits, newest first (optionally only after a version)."""
-    history = delta_table(spark, target).history().where(F.col("userMetadata").isNotNull())
+    commits = history(spark, target).where(F.col("userMetadata").isNotNull())
     if after is not None:
-        history = history.where(F.col("version") > after)
-    rows = history.select("version", "userMetadata", "operationMetrics").orderBy(F.col("version").desc()).collect()
+        commits = commits.where(F.col("version") > after)
+    rows = commits.select("version", "userMetadata", "operationMetrics").orderBy(F.col("version").desc()).collect()
     found = []
     for row in rows:
         tag = read_tag(row["userMetadata"])
@@ -190,26 +205,29 @@ def write_table(df: DataFrame, target: TableRef, mode: str, create: bool = False
         writer.save(str(target.path))
 
 
-def _merge(target_table: DeltaTable, df: DataFrame, key_columns: list[str], deletes: DataFrame | None) -> None:
-    """One MERGE: upsert ``df`` on the keys and (optionally) delete the keys in ``deletes``."""
-    condition = None
-    for key in key_columns:
-        clause = F.col(f"t.{quote(key)}") == F.col(f"s.{quote(key)}")  # null keys are refused up front
-        condition = clause if condition is None else condition & clause
-    columns = {quote(c): F.col(f"s.{quote(c)}") for c in df.columns}
+def _merge(target: TableRef, df: DataFrame, key_columns: list[str], deletes: DataFrame | None) -> None:
+    """One ``MERGE INTO``: upsert ``df`` on the keys and (optionally) delete the keys in ``deletes``."""
+    spark = df.sparkSession
     source = df.withColumn(OP_COLUMN, F.lit("upsert"))
     if deletes is not None:
         gone = deletes.select(*[F.col(quote(k)) for k in key_columns]).withColumn(OP_COLUMN, F.lit("delete"))
         source = source.unionByName(gone, allowMissingColumns=True)
-    is_upsert = F.col(f"s.{OP_COLUMN}") == "upsert"
-    (
-        target_table.alias("t")
-        .merge(source.alias("s"), condition)
-        .whenMatchedDelete(condition=~is_upsert)
-        .whenMatchedUpdate(condition=is_upsert, set=columns)
-        .whenNotMatchedInsert(condition=is_upsert, values=columns)
-        .execute()
+    view = f"spark_sentiment_merge_{uuid.uuid4().hex}"
+    on = " AND ".join(f"t.{quote(k)} = s.{quote(k)}" for k in key_columns)  # null keys are refused up front
+    columns = [quote(c) for c in df.columns]
+    op = f"s.{quote(OP_COLUMN)}"
+    statement = (
+        f"MERGE INTO {target.sql_name()} AS t USING {view} AS s ON {on} "
+        f"WHEN MATCHED AND {op} = 'delete' THEN DELETE "
+        f"WHEN MATCHED AND {op} = 'upsert' THEN UPDATE SET {', '.join(f't.{c} = s.{c}' for c in columns)} "
+        f"WHEN NOT MATCHED AND {op} = 'upsert' THEN INSERT ({', '.join(columns)}) "
+        f"VALUES ({', '.join(f's.{c}' for c in columns)})"
     )
+    source.createOrReplaceTempView(view)
+    try:
+        spark.sql(statement)
+    finally:
+        spark.catalog.dropTempView(view)
 
 
 @dataclass(frozen=True)
@@ -255,7 +273,7 @@ def write_scored(
         if before is None or mode in ("overwrite", "append"):
             write_table(df, target, mode if before is not None else "overwrite", create=before is None)
         else:
-            _merge(delta_table(spark, target), df, key_columns, deletes)
+            _merge(target, df, key_columns, deletes)
     for version, found, metrics in _tagged_commits(spark, target, after=before):
         if found.get("token") == tag.token:
             numbers = {k: int(v) for k, v in (metrics or {}).items() if str(v).isdigit()}

@@ -10,8 +10,12 @@ from __future__ import annotations
 
 import posixpath
 from dataclasses import dataclass
+from typing import Protocol
 
+from pyspark.errors import AnalysisException
 from pyspark.sql import SparkSession
+
+from ..core.errors import DataError
 
 
 @dataclass(frozen=True)
@@ -30,6 +34,25 @@ def join(base: str, *parts: str) -> str:
 def suffix(path: str) -> str:
     """The extension of the last path component (``.parquet``), or ``""``."""
     return posixpath.splitext(path.rstrip("/"))[1]
+
+
+class Paths(Protocol):
+    """What the jobs ask of a data path (both implementations below)."""
+
+    def qualify(self, path: str) -> str: ...
+    def exists(self, path: str) -> bool: ...
+    def is_dir(self, path: str) -> bool: ...
+    def is_file(self, path: str) -> bool: ...
+    def children(self, path: str) -> list[Entry]: ...
+    def write_text(self, path: str, text: str) -> None: ...
+
+
+def data_paths(spark: SparkSession) -> Paths:
+    """Path operations for ``spark``: its Hadoop file systems on a classic session, Spark's own file
+    listing over Spark Connect (where the client has no JVM)."""
+    if getattr(spark, "_jsparkSession", None) is None:
+        return SparkReadPaths(spark)
+    return HadoopPaths(spark)
 
 
 class HadoopPaths:
@@ -82,3 +105,47 @@ class HadoopPaths:
             out.write(bytearray(text.encode("utf-8")))
         finally:
             out.close()
+
+
+class SparkReadPaths:
+    """Path operations over Spark Connect: the server lists the path with the ``binaryFile`` source, so every
+    scheme the server can read works as it does for the job's reads. Folders list their files only (names
+    starting with ``_`` or ``.`` are hidden, as in every Spark read); sub-folders are found by name."""
+
+    def __init__(self, spark: SparkSession):
+        self.spark = spark
+
+    def _files(self, path: str, limit: int | None = None) -> list[str] | None:
+        """Files Spark reads at ``path`` (the file itself, or a folder's files); None when it does not exist."""
+        df = self.spark.read.format("binaryFile").load(path).select("path")
+        try:
+            return [row["path"] for row in (df.limit(limit) if limit else df).collect()]
+        except AnalysisException as exc:
+            if "PATH_NOT_FOUND" in str(exc) or "does not exist" in str(exc):
+                return None
+            raise
+
+    def qualify(self, path: str) -> str:
+        return path  # the server resolves it; the client has no view of its default file system
+
+    def exists(self, path: str) -> bool:
+        return self._files(path, 1) is not None
+
+    def is_file(self, path: str) -> bool:
+        files = self._files(path, 2)
+        return files is not None and len(files) == 1 and files[0].rstrip("/").endswith(path.rstrip("/"))
+
+    def is_dir(self, path: str) -> bool:
+        return self.exists(path) and not self.is_file(path)
+
+    def children(self, path: str) -> list[Entry]:
+        if not self.is_dir(path):
+            return []
+        names = {posixpath.basename(f.rstrip("/")) for f in self._files(path) or []}
+        return [Entry(name, False) for name in sorted(names)]
+
+    def write_text(self, path: str, text: str) -> None:
+        raise DataError(
+            f"report.summary_path {path}: writing a file needs a classic Spark session (a Spark Connect client "
+            "has no file system); use report.runs_table or the summary on stdout"
+        )

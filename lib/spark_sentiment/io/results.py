@@ -14,7 +14,7 @@ from pyspark.sql import SparkSession
 from ..config.sections import ReportSection
 from ..core.names import is_table_identifier
 from .delta import write_table
-from .fs import HadoopPaths
+from .fs import data_paths
 from .tables import TableRef
 
 log = logging.getLogger(__name__)
@@ -74,7 +74,7 @@ def publish(spark: SparkSession, report: ReportSection, job: str, record: dict[s
     take a missing result for an old one.
     """
     if report.summary_path:
-        HadoopPaths(spark).write_text(report.summary_path, json.dumps(record, default=str, sort_keys=True) + "\n")
+        data_paths(spark).write_text(report.summary_path, json.dumps(record, default=str, sort_keys=True) + "\n")
         log.info("summary written to %s", report.summary_path)
     if report.runs_table:
         target = runs_table_ref(report.runs_table)

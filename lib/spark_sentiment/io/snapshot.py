@@ -6,7 +6,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import reduce
 
-from delta.tables import DeltaTable
 from pyspark.errors import AnalysisException
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -53,17 +52,18 @@ class Snapshot:
         return self._load(reader)
 
 
-def _delta(spark: SparkSession, source: TableRef) -> DeltaTable | None:
+def _is_delta(spark: SparkSession, source: TableRef) -> bool:
     if source.format == "delta":
-        return DeltaTable.forPath(spark, source.location)
+        return True
     if source.format == "table":
         if not spark.catalog.tableExists(source.location):
             raise DataError(f"table {source.location} does not exist in the catalog")
         try:
-            return DeltaTable.forName(spark, source.location)
+            detail = spark.sql(f"DESCRIBE DETAIL {source.sql_name()}").first()
         except AnalysisException:
-            return None  # a Parquet/Hive catalog table: readable, but no versions
-    return None
+            return False  # a catalog table Delta cannot describe: readable, but no versions
+        return str(detail["format"]).lower() == "delta"  # a Parquet/Hive table has no versions
+    return False
 
 
 def open_input(spark: SparkSession, path: str | None, table: str | None, fmt: str = "auto") -> Snapshot:
@@ -81,12 +81,11 @@ def open_input(spark: SparkSession, path: str | None, table: str | None, fmt: st
         if source.format not in ("delta", "parquet"):
             raise DataError(f"input.path {path} is {source.format}, expected a Delta table or Parquet files")
     with unsupported_features_as_errors(f"input {source.describe()}"):
-        delta = _delta(spark, source)
-        if delta is None:
+        if not _is_delta(spark, source):
             return Snapshot(spark, source)
-        detail = delta.detail().select("properties").first()
-        properties = detail["properties"] or {}
-        version = int(delta.history(1).select("version").first()["version"])
+        properties = spark.sql(f"DESCRIBE DETAIL {source.sql_name()}").first()["properties"] or {}
+        history = spark.sql(f"DESCRIBE HISTORY {source.sql_name()} LIMIT 1")
+        version = int(history.select("version").first()["version"])
     cdf = str(properties.get("delta.enableChangeDataFeed", "false")).lower() == "true"
     return Snapshot(spark, source, version, cdf)
 

@@ -15,8 +15,8 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from ..core.errors import DataError
-from ..core.names import is_table_identifier
-from .fs import HadoopPaths, join, suffix
+from ..core.names import is_table_identifier, quote
+from .fs import Paths, data_paths, join, suffix
 
 Format = Literal["delta", "parquet", "aclimdb", "hf", "table"]
 
@@ -49,6 +49,12 @@ class TableRef:
         """The storage path, or None for catalog tables and hub datasets."""
         return None if self.format in ("table", "hf") else self.location
 
+    def sql_name(self) -> str:
+        """How SQL names it: the catalog name as written, or ``delta.`path``` (a backtick inside doubled)."""
+        if self.format == "table":
+            return self.location
+        return f"{self.format}.{quote(self.location)}"
+
     def describe(self) -> str:
         if self.format == "table":
             return f"table {self.location}"
@@ -56,25 +62,24 @@ class TableRef:
         return f"{self.format}:{self.location}{suffix}"
 
 
-def is_table_name(paths: HadoopPaths, text: str) -> bool:
+def is_table_name(paths: Paths, text: str) -> bool:
     """True for ``name``, ``db.name`` or ``catalog.db.name`` (backticks allowed) that is not an existing path."""
     return is_table_identifier(text) and not paths.exists(text)
 
 
-def _detect_single(paths: HadoopPaths, path: str) -> Format | None:
+def _detect_single(paths: Paths, path: str) -> Format | None:
     if paths.is_file(path):
         return "parquet" if suffix(path) == ".parquet" else None
-    children = {e.name: e.is_dir for e in paths.children(path)}
-    if children.get("_delta_log"):
+    if paths.is_dir(join(path, "_delta_log")):
         return "delta"
-    if children.get("pos") and children.get("neg"):
+    if paths.is_dir(join(path, "pos")) and paths.is_dir(join(path, "neg")):
         return "aclimdb"
-    if any(name.endswith(".parquet") and not is_dir for name, is_dir in children.items()):
+    if any(e.name.endswith(".parquet") and not e.is_dir for e in paths.children(path)):
         return "parquet"
     return None
 
 
-def _location(paths: HadoopPaths, text: str) -> str:
+def _location(paths: Paths, text: str) -> str:
     """What to record for a path: as written when it has a scheme; otherwise qualified against the session's
     default file system (a local path becomes absolute, ``/mnt/x`` on Databricks becomes ``dbfs:/mnt/x``)."""
     if "://" in text or text.startswith(("file:", "dbfs:")):
@@ -98,7 +103,7 @@ def resolve_source(
     """
     if fmt == "hf" or (fmt == "auto" and text.startswith("hf:")):
         return TableRef(text.removeprefix("hf:"), "hf", split)
-    paths = HadoopPaths(spark)
+    paths = data_paths(spark)
     if fmt == "table" or (fmt == "auto" and is_table_name(paths, text)):
         return TableRef(text, "table")
     path = os.path.expanduser(text) if text.startswith("~") else text
@@ -123,12 +128,11 @@ def has_split(spark: SparkSession, text: str, split: str) -> bool:
     """Whether ``text`` is a folder of splits (or a hub dataset) that holds ``split``."""
     if text.startswith("hf:"):
         return True
-    paths = HadoopPaths(spark)
+    paths = data_paths(spark)
     path = os.path.expanduser(text) if text.startswith("~") else text
     if is_table_name(paths, path):
         return False
-    children = {e.name: e.is_dir for e in paths.children(path)}
-    return f"{split}.parquet" in children or bool(children.get(split))
+    return paths.exists(join(path, f"{split}.parquet")) or paths.is_dir(join(path, split))
 
 
 def read_spark(spark: SparkSession, source: TableRef) -> DataFrame:
@@ -151,7 +155,7 @@ def read_aclimdb(
     file system Spark can read."""
     frames = []
     for label, name in ((0, "neg"), (1, "pos")):
-        if not HadoopPaths(spark).is_dir(join(folder, name)):
+        if not data_paths(spark).is_dir(join(folder, name)):
             continue
         files = spark.read.option("wholetext", "true").text(join(folder, name, "*.txt"))
         stem = F.regexp_extract(F.input_file_name(), r"([^/]+)\.txt$", 1)

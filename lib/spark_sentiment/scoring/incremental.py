@@ -24,7 +24,7 @@ from pyspark.sql import functions as F
 
 from ..core.names import quote
 from ..inference.engines import ScoreFn
-from ..io.delta import CommitTag, WriteResult, delta_table, last_tag, target_exists, write_scored
+from ..io.delta import CommitTag, WriteResult, last_tag, read_target, target_exists, write_scored
 from ..io.snapshot import Snapshot
 from ..io.tables import TableRef
 from ..model.registry import ResolvedModel
@@ -153,7 +153,7 @@ def run_incremental(
     """Plan, score and write one incremental run (the caller re-runs it from scratch after a conflict)."""
     spark = table.spark
     previous = last_tag(spark, target, app_id)
-    output = delta_table(spark, target).toDF() if target_exists(spark, target) else None
+    output = read_target(spark, target) if target_exists(spark, target) else None
     keys = cfg.input.key_columns
     plan = plan_incremental(
         table, table.read(), output, previous, keys, resolved.label, cfg.output.rescore, cfg.output.deletes

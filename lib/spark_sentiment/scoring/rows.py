@@ -17,8 +17,12 @@ def spread(df: DataFrame, partitions: int | None) -> DataFrame:
     cores (a small or ``limit``-ed table is often one partition, which would score on one core)."""
     if partitions:
         return df.repartition(partitions)
-    cores = df.sparkSession.sparkContext.defaultParallelism
-    return df.repartition(cores) if df.rdd.getNumPartitions() < cores else df
+    try:
+        cores = df.sparkSession.sparkContext.defaultParallelism
+        current = df.rdd.getNumPartitions()
+    except AttributeError:  # Spark Connect: no SparkContext or RDDs on the client (score.partitions sets it)
+        return df
+    return df.repartition(cores) if current < cores else df
 
 
 def score_rows(

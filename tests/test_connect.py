@@ -1,0 +1,129 @@
+"""The jobs as Spark Connect clients.
+
+A local Spark Connect server (the ``SparkConnectServer`` that ships in pyspark's jars, with Delta from the
+same resolver as the jobs' sessions) owns Spark, Delta and the catalog; the scoring job (both engines), the
+SQL function and the evaluation job run as plain Python processes whose only Spark is ``SPARK_REMOTE``. A
+Connect client has no JVM, no SparkContext and no RDDs: paths are checked by the server's own listing, Delta
+is reached through SQL, and the model package reaches the executors with ``addArtifacts(archive=True)``.
+The server is stopped by its pid.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pyspark
+import pytest
+from conftest import PYTHON, ROWS_FOR_CLUSTER, SMALL_DATA_CONF, TINY, free_port, run_cli, wait_for_port
+from pyspark.testing import assertDataFrameEqual
+from spark_sentiment.config import load_config
+from spark_sentiment.core.spark_conf import DELTA_CONF, delta_maven_coordinate
+from spark_sentiment.scoring.config import ScoreJobConfig
+from spark_sentiment.scoring.job import score_table
+
+pytestmark = pytest.mark.slow
+SPARK_SUBMIT = str(Path(pyspark.__file__).parent / "bin" / "spark-submit")
+
+
+@pytest.fixture(scope="module")
+def connect_server(tmp_path_factory, project_dir):
+    """``sc://127.0.0.1:<port>`` of a local Spark Connect server with Delta (its warehouse and metastore in a
+    folder of its own; its Python workers run this interpreter; MLflow reachable as for the clients)."""
+    home = tmp_path_factory.mktemp("connect-server")
+    port = free_port()
+    confs = {
+        **DELTA_CONF,
+        **SMALL_DATA_CONF,
+        "spark.connect.grpc.binding.port": str(port),
+        "spark.ui.enabled": "false",
+        "spark.sql.warehouse.dir": str(home / "warehouse"),
+        "spark.sql.shuffle.partitions": "2",
+    }
+    command = [SPARK_SUBMIT, "--master", "local[2]", "--packages", delta_maven_coordinate()]
+    command += [arg for key, value in confs.items() for arg in ("--conf", f"{key}={value}")]
+    command += ["--class", "org.apache.spark.sql.connect.service.SparkConnectServer", "spark-internal"]
+    env = {**os.environ, "SPARK_LOCAL_IP": "127.0.0.1", "PYSPARK_PYTHON": PYTHON}
+    log = open(home / "server.log", "w")
+    proc = subprocess.Popen(command, cwd=home, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        try:
+            wait_for_port(port, timeout=180)
+        except TimeoutError:
+            raise TimeoutError((home / "server.log").read_text()[-4000:]) from None
+        yield f"sc://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+def client(server: str, data: Path, *args: str) -> subprocess.CompletedProcess:
+    """A job or ``jobs/sql.py`` as a Connect client (plain Python, no JVM of its own)."""
+    result = run_cli([PYTHON, *args], env={"SPARK_REMOTE": server, "SPARK_SENTIMENT_DATA": str(data)})
+    assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
+    return result
+
+
+def sets(*pairs: str) -> list[str]:
+    return [arg for pair in pairs for arg in ("--set", pair)]
+
+
+def test_scoring_job_both_engines_and_sql_function_over_spark_connect(spark, tiny_model, connect_server, tmp_path):
+    source = str(tmp_path / "reviews")
+    spark.createDataFrame(ROWS_FOR_CLUSTER, "id int, body string").write.format("delta").save(source)
+    common = (
+        f"input.path={source}",
+        "input.text_columns=[body]",
+        "input.key_columns=[id]",
+        f"model.uri={TINY}",
+        "score.precision=fp32",
+        "score.partitions=2",
+    )
+    # what a classic session labels: the reference for every Connect path below
+    expected = tmp_path / "classic"
+    score_table(spark, load_config(ScoreJobConfig, None, [*common, f"output.path={expected}", "output.mode=merge"]))
+    want = spark.read.format("delta").load(str(expected)).select("id", "body_sentiment")
+
+    for engine in ("native", "mlflow"):
+        output = tmp_path / engine
+        args = sets(*common, f"output.path={output}", "output.mode=merge", f"engine={engine}")
+        result = client(connect_server, tmp_path / "client", "jobs/score.py", *args)
+        summary = json.loads(result.stdout.splitlines()[-1])
+        assert (summary["status"], summary["rows_in"], summary["rows_scored"]) == ("succeeded", 40, 38), summary
+        got = spark.read.format("delta").load(str(output))
+        assertDataFrameEqual(got.select("id", "body_sentiment"), want)
+    # a rerun of the merge upserts the same keys: no duplicate, no lost row
+    client(connect_server, tmp_path / "client", "jobs/score.py", *sets(*common, f"output.path={tmp_path / 'native'}"))
+    assert spark.read.format("delta").load(str(tmp_path / "native")).count() == 40
+
+    query = f"SELECT id, sentiment(body).label AS body_sentiment FROM delta.`{source}`"
+    result = client(connect_server, tmp_path / "client", "jobs/sql.py", "--function", TINY, query)
+    rows = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    assertDataFrameEqual(spark.createDataFrame(rows, "id int, body_sentiment string"), want)
+
+
+def test_evaluation_job_over_spark_connect(spark, tiny_model, connect_server, tmp_path):
+    from conftest import labeled_rows
+
+    labeled = str(tmp_path / "labeled")
+    spark.createDataFrame(labeled_rows(64), "review_id string, text string, label int").write.format("delta").save(
+        labeled
+    )
+    args = sets(
+        f"input.path={labeled}",
+        "input.rows=null",
+        f"models.candidate={TINY}",
+        f"models.champion={TINY}",
+        "promotion.promote=false",
+        "score.precision=fp32",
+    )
+    result = client(connect_server, tmp_path / "client", "jobs/evaluate.py", *args)
+    summary = json.loads(result.stdout.splitlines()[-1])
+    assert (summary["status"], summary["rows"]) == ("same_version", 64), summary
+    assert 0 <= summary["candidate"]["accuracy"] <= 1 and "f1" in summary["candidate"], summary
