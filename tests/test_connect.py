@@ -102,6 +102,14 @@ def test_scoring_job_both_engines_and_sql_function_over_spark_connect(spark, tin
     client(connect_server, tmp_path / "client", "jobs/score.py", *sets(*common, f"output.path={tmp_path / 'native'}"))
     assert spark.read.format("delta").load(str(tmp_path / "native")).count() == 40
 
+    # a summary file cannot be written from a Connect client: refused before any work, nothing written
+    env = {"SPARK_REMOTE": connect_server, "SPARK_SENTIMENT_DATA": str(tmp_path / "client")}
+    report = f"report.summary_path={tmp_path / 'summary.json'}"
+    refused = run_cli([PYTHON, "jobs/score.py", *sets(*common, f"output.path={tmp_path / 'never'}", report)], env=env)
+    assert refused.returncode == 2, refused.stderr[-2000:]
+    assert "report.summary_path" in refused.stderr.splitlines()[-1] and "Spark Connect" in refused.stderr
+    assert not (tmp_path / "never").exists() and not (tmp_path / "summary.json").exists()
+
     query = f"SELECT id, sentiment(body).label AS body_sentiment FROM delta.`{source}`"
     result = client(connect_server, tmp_path / "client", "jobs/sql.py", "--function", TINY, query)
     rows = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]

@@ -39,6 +39,8 @@ def suffix(path: str) -> str:
 class Paths(Protocol):
     """What the jobs ask of a data path (both implementations below)."""
 
+    writes_files: bool  # write_text works (False over Spark Connect)
+
     def qualify(self, path: str) -> str: ...
     def exists(self, path: str) -> bool: ...
     def is_dir(self, path: str) -> bool: ...
@@ -57,6 +59,8 @@ def data_paths(spark: SparkSession) -> Paths:
 
 class HadoopPaths:
     """Path operations on one session's Hadoop file systems (one per scheme, cached by Hadoop)."""
+
+    writes_files = True
 
     def __init__(self, spark: SparkSession):
         jsession = getattr(spark, "_jsparkSession", None)
@@ -111,6 +115,8 @@ class SparkReadPaths:
     """Path operations over Spark Connect: the server lists the path with the ``binaryFile`` source, so every
     scheme the server can read works as it does for the job's reads. Folders list their files only (names
     starting with ``_`` or ``.`` are hidden, as in every Spark read); sub-folders are found by name."""
+
+    writes_files = False
 
     def __init__(self, spark: SparkSession):
         self.spark = spark

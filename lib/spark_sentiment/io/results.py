@@ -67,6 +67,19 @@ def set_task_values(record: dict[str, Any]) -> bool:
     return True
 
 
+def check_places(spark: SparkSession, report: ReportSection) -> None:
+    """Before the job's work: the places ``report`` names can be written from this session (a Spark Connect
+    client cannot write a file), so a run never does its work and then fails to report it.
+
+    Raises
+    ------
+    DataError
+        ``report.summary_path`` set on a session that cannot write files.
+    """
+    if report.summary_path and not data_paths(spark).writes_files:
+        data_paths(spark).write_text(report.summary_path, "")  # raises the error that names key and path
+
+
 def publish(spark: SparkSession, report: ReportSection, job: str, record: dict[str, Any]) -> None:
     """Write the summary ``record`` of one ``job`` run wherever ``report`` asks.
 

@@ -160,9 +160,10 @@ def main(
 
     def body(cfg: ScoreJobConfig) -> ScoreSummary:
         from ..core.session import get_spark
-        from ..io.results import publish
+        from ..io.results import check_places, publish
 
         spark = get_spark(cfg.spark.app_name, cfg.spark.conf)
+        check_places(spark, cfg.report)
         summary = score_table(spark, cfg, factory=factory, hooks=hooks)
         publish(spark, cfg.report, "score", summary.as_dict())
         return summary

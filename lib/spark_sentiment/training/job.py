@@ -16,11 +16,12 @@ def run(config: TrainJobConfig) -> dict[str, Any]:
     """Resolve the data (a missing path fails before any training), then train, log and register; the
     summary also goes where ``report`` says."""
     from ..core.session import get_spark
-    from ..io.results import publish
+    from ..io.results import check_places, publish
     from .data import plan_sources
     from .trainer import train_and_register
 
     spark = get_spark(config.spark.app_name, config.spark.conf)
+    check_places(spark, config.report)
     plan = plan_sources(spark, config.data)
     summary = train_and_register(spark, config, plan)
     publish(spark, config.report, "train", summary)

@@ -172,9 +172,10 @@ def main(argv: Sequence[str] | None = None, *, default_config: Path | None = Non
 
     def body(cfg: EvaluateJobConfig) -> dict[str, Any]:
         from ..core.session import get_spark
-        from ..io.results import publish
+        from ..io.results import check_places, publish
 
         spark = get_spark(cfg.spark.app_name, cfg.spark.conf)
+        check_places(spark, cfg.report)
         summary = evaluate_and_promote(spark, cfg)
         publish(spark, cfg.report, "evaluate", summary)
         return summary
