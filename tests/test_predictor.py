@@ -43,7 +43,7 @@ def test_slices_of_a_long_arrow_batch_score_like_one_pass(package, monkeypatch):
     import spark_sentiment.inference.predictor as predictor_module
 
     texts = pd.Series([f"review {i} " + "good " * (i % 9) + "bad " * (i % 5) if i % 7 else None for i in range(50)])
-    options = PredictorOptions(batch_size=8, precision="fp32")  # bf16 (auto on bf16 CPUs) varies with batch shapes
+    options = PredictorOptions(batch_size=8)
     whole = Predictor(package.local_dir, options).predict(texts)
     monkeypatch.setattr(predictor_module, "CHUNK_ROWS", 6)
     sliced = Predictor(package.local_dir, options).predict(texts)
@@ -96,7 +96,7 @@ def test_gpu_predictor_matches_cpu_labels(package):
     assert (cpu["label"] == gpu["label"]).mean() >= 0.95
 
 
-def test_auto_precision_on_cpu_is_bf16_only_where_the_cpu_has_it(monkeypatch):
+def test_auto_precision_on_cpu_is_fp32_and_bf16_only_for_the_fast_profile_where_the_cpu_has_it(monkeypatch):
     import torch
     from spark_sentiment.inference import predictor
 
@@ -104,7 +104,8 @@ def test_auto_precision_on_cpu_is_bf16_only_where_the_cpu_has_it(monkeypatch):
     if flags is not None:  # the probe agrees with what the kernel reports for this CPU
         assert predictor.cpu_has_native_bf16() == ("avx512_bf16" in flags or "amx_bf16" in flags)
     monkeypatch.setattr(predictor, "cpu_has_native_bf16", lambda: True)
-    assert predictor.pick_dtype("auto", "cpu") == torch.bfloat16
-    assert predictor.pick_dtype("fp32", "cpu") == torch.float32
-    monkeypatch.setattr(predictor, "cpu_has_native_bf16", lambda: False)
     assert predictor.pick_dtype("auto", "cpu") == torch.float32
+    assert predictor.pick_dtype("auto", "cpu", "fast") == torch.bfloat16
+    assert predictor.pick_dtype("fp32", "cpu", "fast") == torch.float32  # an explicit precision wins
+    monkeypatch.setattr(predictor, "cpu_has_native_bf16", lambda: False)
+    assert predictor.pick_dtype("auto", "cpu", "fast") == torch.float32

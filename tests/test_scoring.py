@@ -55,8 +55,7 @@ def read(spark, path):
 
 
 def test_both_engines_label_several_columns_identically(spark, tiny_model, reviews, tmp_path):
-    # fp32: score.precision auto picks bf16 for the native engine on CPUs with native bf16
-    native = score_table(spark, cfg(reviews, tmp_path / "native", "engine=native", "score.precision=fp32"))
+    native = score_table(spark, cfg(reviews, tmp_path / "native", "engine=native"))
     served = score_table(spark, cfg(reviews, tmp_path / "mlflow", "engine=mlflow"))
     for summary in (native, served):
         assert summary.rows_in == 7

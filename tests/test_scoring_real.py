@@ -35,7 +35,6 @@ def test_engines_give_identical_labels_on_real_reviews(spark, minilm_model, tmp_
                     "input.key_columns=[review_id]",
                     f"model.uri={uri}",
                     f"engine={engine}",
-                    "score.precision=fp32",  # auto: bf16 on CPUs with native bf16 (native engine only)
                 ],
             ),
         )

@@ -81,7 +81,7 @@ def test_bad_windows_are_refused_with_the_value(kwargs, message):
 def test_scoring_options_resolve_over_the_recorded_window():
     recorded = Window("head_tail", 512)
     assert resolve_window(recorded, PredictorOptions()) == recorded
-    assert resolve_window(recorded, PredictorOptions(profile="fast")) == Window("head_tail", 192)
+    assert resolve_window(recorded, PredictorOptions(profile="fast")) == Window("head_tail", 256)
     assert resolve_window(Window("head", 128), PredictorOptions(profile="fast")) == Window("head_tail", 128)
     assert resolve_window(recorded, PredictorOptions(profile="fast", max_length=384)) == Window("head_tail", 384)
     assert resolve_window(recorded, PredictorOptions(truncation="head")) == Window("head", 512)
