@@ -147,3 +147,24 @@ def test_a_verdict_in_the_last_sentence_reaches_every_scoring_path(spark, minilm
     for engine in ("native", "mlflow"):
         head = labels(engine, PredictorOptions(precision="fp32", truncation="head"))
         assert head["label"].nunique() == 1 and head["score"].nunique() == 1, engine
+
+
+def test_the_window_module_ships_from_a_zipped_package(tmp_path):
+    """spark-submit.sh ships the package as a zip (--py-files): the logged model's loader must still be
+    written from it (a file copy of window.py failed there)."""
+    import subprocess
+    import sys
+    import zipfile
+
+    package = REPO / "lib" / "spark_sentiment"
+    archive = tmp_path / "spark_sentiment.zip"
+    with zipfile.ZipFile(archive, "w") as zipped:
+        for path in package.rglob("*.py"):
+            zipped.write(path, path.relative_to(package.parent).as_posix())
+    code = "import spark_sentiment.model.window as w; print(w.__file__); print(len(w.source()))"
+    result = subprocess.run(
+        [sys.executable, "-c", code], env={"PYTHONPATH": str(archive)}, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    where, size = result.stdout.split()
+    assert where.startswith(str(archive)) and int(size) == len((package / "model" / "window.py").read_text())

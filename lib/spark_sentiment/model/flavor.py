@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import functools
 import importlib.metadata
-import shutil
 import tempfile
 import types
 from pathlib import Path
@@ -41,7 +40,7 @@ def _save_windowed(path: str, mlflow_model: Model, *, window: Window, **kwargs) 
     in the model's ``code/`` folder, with the window as its model_config."""
     with tempfile.TemporaryDirectory() as tmp:
         code = Path(tmp) / f"{window_module.CODE_MODULE}.py"
-        shutil.copyfile(window_module.__file__, code)
+        code.write_text(window_module.source())  # not a file copy: the package may be imported from a zip
         mlflow.transformers.save_model(
             path=path, mlflow_model=mlflow_model, code_paths=[str(code)], model_config=window.to_config(), **kwargs
         )

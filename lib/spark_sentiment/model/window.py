@@ -17,6 +17,8 @@ import time; torch and mlflow only inside the functions that need them.
 
 from __future__ import annotations
 
+import inspect
+import sys
 from dataclasses import dataclass, replace
 from typing import Any, Mapping, Optional, Sequence
 
@@ -29,6 +31,12 @@ CODE_MODULE = "spark_sentiment_window"  # this file's name inside a logged model
 # pathological multi-megabyte text costs no more than a long review. A WordPiece/SentencePiece token of
 # ordinary text is far shorter; a cut inside a word only changes tokens that are dropped anyway.
 CHARS_PER_TOKEN = 32
+
+
+def source() -> str:
+    """This module's source text, what a logged model carries in ``code/``. Read through the import system,
+    so it works where the package is imported from a zip (``spark-submit --py-files``), not only a folder."""
+    return inspect.getsource(sys.modules[__name__])
 
 
 @dataclass(frozen=True)
