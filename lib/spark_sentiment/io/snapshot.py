@@ -7,11 +7,12 @@ from dataclasses import dataclass
 from functools import reduce
 
 from pyspark.errors import AnalysisException
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import DataFrame, Row, SparkSession
 from pyspark.sql import functions as F
 
 from ..core.errors import DataError
 from ..core.names import quote
+from .delta import describe_detail, history
 from .features import unsupported_features_as_errors
 from .tables import TableRef, read_spark, resolve_source
 
@@ -52,18 +53,18 @@ class Snapshot:
         return self._load(reader)
 
 
-def _is_delta(spark: SparkSession, source: TableRef) -> bool:
-    if source.format == "delta":
-        return True
+def _delta_detail(spark: SparkSession, source: TableRef) -> Row | None:
+    """``DESCRIBE DETAIL`` of a Delta source; None for sources without versions (Parquet files, a
+    Parquet/Hive catalog table)."""
     if source.format == "table":
         if not spark.catalog.tableExists(source.location):
             raise DataError(f"table {source.location} does not exist in the catalog")
         try:
-            detail = spark.sql(f"DESCRIBE DETAIL {source.sql_name()}").first()
+            detail = describe_detail(spark, source)
         except AnalysisException:
-            return False  # a catalog table Delta cannot describe: readable, but no versions
-        return str(detail["format"]).lower() == "delta"  # a Parquet/Hive table has no versions
-    return False
+            return None  # a catalog table Delta cannot describe: readable, but no versions
+        return detail if str(detail["format"]).lower() == "delta" else None
+    return describe_detail(spark, source) if source.format == "delta" else None
 
 
 def open_input(spark: SparkSession, path: str | None, table: str | None, fmt: str = "auto") -> Snapshot:
@@ -81,11 +82,11 @@ def open_input(spark: SparkSession, path: str | None, table: str | None, fmt: st
         if source.format not in ("delta", "parquet"):
             raise DataError(f"input.path {path} is {source.format}, expected a Delta table or Parquet files")
     with unsupported_features_as_errors(f"input {source.describe()}"):
-        if not _is_delta(spark, source):
+        detail = _delta_detail(spark, source)
+        if detail is None:
             return Snapshot(spark, source)
-        properties = spark.sql(f"DESCRIBE DETAIL {source.sql_name()}").first()["properties"] or {}
-        history = spark.sql(f"DESCRIBE HISTORY {source.sql_name()} LIMIT 1")
-        version = int(history.select("version").first()["version"])
+        properties = detail["properties"] or {}
+        version = int(history(spark, source, 1).select("version").first()["version"])
     cdf = str(properties.get("delta.enableChangeDataFeed", "false")).lower() == "true"
     return Snapshot(spark, source, version, cdf)
 
