@@ -12,7 +12,7 @@ export IMDB_DATA SPARK_SENTIMENT_DATA
 
 PYTEST_ARGS ?=
 
-.PHONY: install jars demo test test-fast soak lint clean help
+.PHONY: install jars airflow-env demo test test-fast soak lint clean help
 
 help:
 	@echo "make demo   - create the venv if missing, train + register on embedded defaults, score a Delta table"
@@ -31,6 +31,18 @@ install: $(STAMP)
 jars: install
 	$(PY) -c "from spark_sentiment.core.session import get_spark; from spark_sentiment.core.spark_conf import \
 	hadoop_aws_maven_coordinate as aws; get_spark('resolve-jars', {'spark.jars.packages': aws()}).stop()"
+
+# Airflow's own environment for the DAG check in tests/test_deploy.py (Airflow is not a dependency of this
+# project; its scheduler runs its own Python). Built once per checkout, like the jar cache; the test builds
+# it through this target when it is missing.
+AIRFLOW_VENV := .venv-airflow
+$(AIRFLOW_VENV)/.installed: tests/airflow-requirements.txt
+	rm -rf $(AIRFLOW_VENV)
+	$(PYTHON_BOOT) -m venv $(AIRFLOW_VENV)
+	$(AIRFLOW_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r tests/airflow-requirements.txt
+	@touch $@
+
+airflow-env: $(AIRFLOW_VENV)/.installed
 
 UNSUP_SPLIT := $(if $(filter hf:%,$(IMDB_DATA)),unsupervised,unsup)
 DEMO_ROWS ?= 3000
