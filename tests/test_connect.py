@@ -90,17 +90,17 @@ def test_scoring_job_both_engines_and_sql_function_over_spark_connect(spark, tin
     score_table(spark, load_config(ScoreJobConfig, None, [*common, f"output.path={expected}", "output.mode=merge"]))
     want = spark.read.format("delta").load(str(expected)).select("id", "body_sentiment")
 
-    for engine in ("native", "mlflow"):
-        output = tmp_path / engine
+    # The native engine creates the output; the mlflow engine then merges into it (Delta's MERGE INTO over
+    # Connect): the same keys are upserted with the same labels, no row duplicated or lost.
+    output = tmp_path / "connect"
+    for engine, version in (("native", 0), ("mlflow", 1)):
         args = sets(*common, f"output.path={output}", "output.mode=merge", f"engine={engine}")
         result = client(connect_server, tmp_path / "client", "jobs/score.py", *args)
         summary = json.loads(result.stdout.splitlines()[-1])
         assert (summary["status"], summary["rows_in"], summary["rows_scored"]) == ("succeeded", 40, 38), summary
+        assert (summary["engine"], summary["output_version"]) == (engine, version), summary
         got = spark.read.format("delta").load(str(output))
         assertDataFrameEqual(got.select("id", "body_sentiment"), want)
-    # a rerun of the merge upserts the same keys: no duplicate, no lost row
-    client(connect_server, tmp_path / "client", "jobs/score.py", *sets(*common, f"output.path={tmp_path / 'native'}"))
-    assert spark.read.format("delta").load(str(tmp_path / "native")).count() == 40
 
     # a summary file cannot be written from a Connect client: refused before any work, nothing written
     env = {"SPARK_REMOTE": connect_server, "SPARK_SENTIMENT_DATA": str(tmp_path / "client")}

@@ -37,7 +37,7 @@ def versions(tiny_model, minilm_model) -> dict[str, str]:
 
 
 def evaluation(*overrides) -> EvaluateJobConfig:
-    base = [f"input.path={IMDB}", "input.rows=300", "score.max_length=96", "promotion.metric=f1"]
+    base = [f"input.path={IMDB}", "input.rows=200", "score.max_length=96", "promotion.metric=f1"]
     base += [f"models.candidate=models:/{NAME}@candidate", f"models.champion=models:/{NAME}@champion"]
     return load_config(EvaluateJobConfig, None, [*base, *overrides])
 
@@ -61,7 +61,7 @@ def test_better_candidate_is_promoted_and_worse_one_refused(spark, versions, tmp
     assert (summary["status"], summary["exit_code"]) == ("promoted", 0), summary["reason"]
     assert summary["candidate"]["f1"] > summary["champion"]["f1"]
     assert summary["candidate"]["accuracy"] >= 0.65 and summary["candidate"]["roc_auc"] >= 0.7
-    assert summary["rows"] == 300 and summary["candidate"]["unscored"] == 0
+    assert summary["rows"] == 200 and summary["candidate"]["unscored"] == 0
     assert aliases()["champion"] == versions["strong"] and aliases()["previous_champion"] == versions["weak"]
 
     child = mlflow.search_runs(
@@ -70,7 +70,7 @@ def test_better_candidate_is_promoted_and_worse_one_refused(spark, versions, tmp
     plots = {a.path for a in MlflowClient().list_artifacts(child.info.run_id, "plots")}
     assert plots == {f"plots/{p}.png" for p in ("confusion_matrix", "roc_curve", "calibration", "score_histogram")}
     metrics = mlflow.artifacts.load_dict(f"runs:/{child.info.run_id}/evaluation/metrics.json")
-    assert sum(map(sum, metrics["confusion_matrix"])) == 300
+    assert sum(map(sum, metrics["confusion_matrix"])) == 200
 
     # The weak version as candidate against the strong champion: refused, exit code 3, aliases unchanged.
     # The summary also goes where a scheduler reads it (a file, a row of the runs table).
@@ -92,7 +92,7 @@ def test_better_candidate_is_promoted_and_worse_one_refused(spark, versions, tmp
 
 
 def evaluation_args() -> list[str]:
-    return [f"input.path={IMDB}", "input.rows=300", "score.max_length=96"] + [
+    return [f"input.path={IMDB}", "input.rows=200", "score.max_length=96"] + [
         f"models.candidate=models:/{NAME}@candidate",
         f"models.champion=models:/{NAME}@champion",
     ]
