@@ -21,10 +21,13 @@ from pathlib import Path
 
 import pyspark
 import pytest
-from conftest import ROWS_FOR_CLUSTER, free_port, run_cli, wait_for_port
+from conftest import ROWS_FOR_CLUSTER, SMALL_DATA_CONF, free_port, run_cli, submit_confs, wait_for_port
 
 pytestmark = pytest.mark.slow
 SPARK_CLASS = str(Path(pyspark.__file__).parent / "bin" / "spark-class")
+# Two one-core executors; Delta and Spark tuned for a table of 40 rows, as in the test session (otherwise
+# Delta rebuilds each log snapshot in 50 tasks on cold executors).
+EXECUTORS = "--conf spark.executor.memory=1g --conf spark.cores.max=2 " + submit_confs(SMALL_DATA_CONF)
 
 
 @pytest.fixture(scope="module")
@@ -109,7 +112,7 @@ def test_score_on_standalone_cluster_then_query_from_new_session(spark, tiny_mod
         "SPARK_MASTER": master,
         "SPARK_SENTIMENT_DATA": str(data),
         "SPARK_LOCAL_IP": "127.0.0.1",
-        "SPARK_SUBMIT_OPTS_EXTRA": f"--conf spark.executor.memory=1g --conf spark.cores.max=2 {catalog}",
+        "SPARK_SUBMIT_OPTS_EXTRA": f"{EXECUTORS} {catalog}",
     }
     result = run_cli(
         [
@@ -155,7 +158,11 @@ def test_score_on_standalone_cluster_then_query_from_new_session(spark, tiny_mod
             "jobs/sql.py",
             "SELECT body_sentiment AS label, count(*) AS n FROM cluster_scored GROUP BY 1 ORDER BY 1",
         ],
-        env={"SPARK_SENTIMENT_DATA": str(data), "SPARK_LOCAL_IP": "127.0.0.1", "SPARK_SUBMIT_OPTS_EXTRA": catalog},
+        env={
+            "SPARK_SENTIMENT_DATA": str(data),
+            "SPARK_LOCAL_IP": "127.0.0.1",
+            "SPARK_SUBMIT_OPTS_EXTRA": f"{submit_confs(SMALL_DATA_CONF)} {catalog}",
+        },
     )
     assert query.returncode == 0, query.stderr[-4000:]
     rows = [json.loads(line) for line in query.stdout.strip().splitlines() if line.startswith("{")]
@@ -197,7 +204,7 @@ def test_executors_run_a_shipped_python_environment(spark, tiny_model, standalon
         "SPARK_LOCAL_IP": "127.0.0.1",
         "EXECUTOR_ENV": str(packed_env),
         "PYTHONPATH": str(Path(__file__).parent),  # the driver imports tests/stubs.py (executors get it pickled)
-        "SPARK_SUBMIT_OPTS_EXTRA": "--conf spark.executor.memory=1g --conf spark.cores.max=2",
+        "SPARK_SUBMIT_OPTS_EXTRA": EXECUTORS,
     }
     sets = [f"input.path={source}", f"output.path={tmp_path / 'out'}", "input.text_columns=[body]"]
     sets += ["input.key_columns=[id]", "model.uri=models:/TinySentiment@champion", "score.partitions=4"]
