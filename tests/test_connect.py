@@ -2,7 +2,8 @@
 
 A local Spark Connect server (the ``SparkConnectServer`` that ships in pyspark's jars, with Delta from the
 same resolver as the jobs' sessions) owns Spark, Delta and the catalog; the scoring job (both engines), the
-SQL function and the evaluation job run as plain Python processes whose only Spark is ``SPARK_REMOTE``. A
+SQL function and the evaluation job run one after another in a plain Python process whose only Spark is
+``SPARK_REMOTE`` (``tests/connect_client.py``, as a notebook attached to a Connect server would). A
 Connect client has no JVM, no SparkContext and no RDDs: paths are checked by the server's own listing, Delta
 is reached through SQL, and the model package reaches the executors with ``addArtifacts(archive=True)``.
 The server is stopped by its pid.
@@ -63,20 +64,24 @@ def connect_server(tmp_path_factory, project_dir):
         log.close()
 
 
-def client(server: str, data: Path, *args: str) -> subprocess.CompletedProcess:
-    """A job or ``jobs/sql.py`` as a Connect client (plain Python, no JVM of its own)."""
-    result = run_cli([PYTHON, *args], env={"SPARK_REMOTE": server, "SPARK_SENTIMENT_DATA": str(data)})
-    assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
-    return result
-
-
 def sets(*pairs: str) -> list[str]:
     return [arg for pair in pairs for arg in ("--set", pair)]
 
 
-def test_scoring_job_both_engines_and_sql_function_over_spark_connect(spark, tiny_model, connect_server, tmp_path):
-    source = str(tmp_path / "reviews")
+@pytest.fixture(scope="module")
+def connect_jobs(spark, tiny_model, connect_server, tmp_path_factory) -> dict:
+    """The scoring job (native engine, then mlflow engine merging into its output, then a run the client must
+    refuse), the SQL function and the evaluation job, run by one Connect client process
+    (``tests/connect_client.py``). Returns its step results by name, the paths, and what a classic session
+    labels (the reference for every Connect path)."""
+    from conftest import labeled_rows
+
+    tmp = tmp_path_factory.mktemp("connect-jobs")
+    source, labeled = str(tmp / "reviews"), str(tmp / "labeled")
     spark.createDataFrame(ROWS_FOR_CLUSTER, "id int, body string").write.format("delta").save(source)
+    spark.createDataFrame(labeled_rows(64), "review_id string, text string, label int").write.format("delta").save(
+        labeled
+    )
     common = (
         f"input.path={source}",
         "input.text_columns=[body]",
@@ -85,53 +90,68 @@ def test_scoring_job_both_engines_and_sql_function_over_spark_connect(spark, tin
         "score.precision=fp32",
         "score.partitions=2",
     )
-    # what a classic session labels: the reference for every Connect path below
-    expected = tmp_path / "classic"
+    expected = tmp / "classic"
     score_table(spark, load_config(ScoreJobConfig, None, [*common, f"output.path={expected}", "output.mode=merge"]))
+    output = tmp / "connect"
+    steps = {
+        # The native engine creates the output; the mlflow engine then merges into it (Delta's MERGE INTO over
+        # Connect): the same keys are upserted with the same labels.
+        engine: ["score", sets(*common, f"output.path={output}", "output.mode=merge", f"engine={engine}")]
+        for engine in ("native", "mlflow")
+    }
+    # a summary file cannot be written from a Connect client: refused before any work
+    report = f"report.summary_path={tmp / 'summary.json'}"
+    steps["refused"] = ["score", sets(*common, f"output.path={tmp / 'never'}", report)]
+    query = f"SELECT id, sentiment(body).label AS body_sentiment FROM delta.`{source}`"
+    steps["sql"] = ["sql", ["--function", TINY, query]]
+    steps["evaluate"] = [
+        "evaluate",
+        sets(
+            f"input.path={labeled}",
+            "input.rows=null",
+            f"models.candidate={TINY}",
+            f"models.champion={TINY}",
+            "promotion.promote=false",
+            "score.precision=fp32",
+        ),
+    ]
+    plan = tmp / "steps.json"
+    plan.write_text(json.dumps(list(steps.values())))
+    env = {"SPARK_REMOTE": connect_server, "SPARK_SENTIMENT_DATA": str(tmp / "client")}
+    result = run_cli([PYTHON, "tests/connect_client.py", str(plan)], env=env)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
+    results = dict(zip(steps, json.loads(result.stdout.splitlines()[-1])))
     want = spark.read.format("delta").load(str(expected)).select("id", "body_sentiment")
+    return {"results": results, "output": output, "tmp": tmp, "want": want}
 
-    # The native engine creates the output; the mlflow engine then merges into it (Delta's MERGE INTO over
-    # Connect): the same keys are upserted with the same labels, no row duplicated or lost.
-    output = tmp_path / "connect"
+
+def succeeded(step: dict) -> dict:
+    assert step["code"] == 0, (step["stdout"] + step["stderr"])[-4000:]
+    return json.loads(step["stdout"].splitlines()[-1])
+
+
+def test_scoring_job_both_engines_and_sql_function_over_spark_connect(spark, connect_jobs):
+    results, output, tmp, want = (connect_jobs[k] for k in ("results", "output", "tmp", "want"))
     for engine, version in (("native", 0), ("mlflow", 1)):
-        args = sets(*common, f"output.path={output}", "output.mode=merge", f"engine={engine}")
-        result = client(connect_server, tmp_path / "client", "jobs/score.py", *args)
-        summary = json.loads(result.stdout.splitlines()[-1])
+        summary = succeeded(results[engine])
         assert (summary["status"], summary["rows_in"], summary["rows_scored"]) == ("succeeded", 40, 38), summary
         assert (summary["engine"], summary["output_version"]) == (engine, version), summary
-        got = spark.read.format("delta").load(str(output))
+        # each version of the output holds the classic labels: no row duplicated or lost by the MERGE
+        got = spark.read.format("delta").option("versionAsOf", version).load(str(output))
         assertDataFrameEqual(got.select("id", "body_sentiment"), want)
 
-    # a summary file cannot be written from a Connect client: refused before any work, nothing written
-    env = {"SPARK_REMOTE": connect_server, "SPARK_SENTIMENT_DATA": str(tmp_path / "client")}
-    report = f"report.summary_path={tmp_path / 'summary.json'}"
-    refused = run_cli([PYTHON, "jobs/score.py", *sets(*common, f"output.path={tmp_path / 'never'}", report)], env=env)
-    assert refused.returncode == 2, refused.stderr[-2000:]
-    assert "report.summary_path" in refused.stderr.splitlines()[-1] and "Spark Connect" in refused.stderr
-    assert not (tmp_path / "never").exists() and not (tmp_path / "summary.json").exists()
+    refused = results["refused"]
+    assert refused["code"] == 2, refused["stderr"][-2000:]
+    assert "report.summary_path" in refused["stderr"].splitlines()[-1] and "Spark Connect" in refused["stderr"]
+    assert not (tmp / "never").exists() and not (tmp / "summary.json").exists()
 
-    query = f"SELECT id, sentiment(body).label AS body_sentiment FROM delta.`{source}`"
-    result = client(connect_server, tmp_path / "client", "jobs/sql.py", "--function", TINY, query)
-    rows = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    sql = results["sql"]
+    assert sql["code"] == 0, sql["stderr"][-4000:]
+    rows = [json.loads(line) for line in sql["stdout"].splitlines() if line.startswith("{")]
     assertDataFrameEqual(spark.createDataFrame(rows, "id int, body_sentiment string"), want)
 
 
-def test_evaluation_job_over_spark_connect(spark, tiny_model, connect_server, tmp_path):
-    from conftest import labeled_rows
-
-    labeled = str(tmp_path / "labeled")
-    spark.createDataFrame(labeled_rows(64), "review_id string, text string, label int").write.format("delta").save(
-        labeled
-    )
-    args = sets(
-        f"input.path={labeled}",
-        "input.rows=null",
-        f"models.candidate={TINY}",
-        f"models.champion={TINY}",
-        "promotion.promote=false",
-        "score.precision=fp32",
-    )
-    result = client(connect_server, tmp_path / "client", "jobs/evaluate.py", *args)
-    summary = json.loads(result.stdout.splitlines()[-1])
+def test_evaluation_job_over_spark_connect(connect_jobs):
+    summary = succeeded(connect_jobs["results"]["evaluate"])
     assert (summary["status"], summary["rows"]) == ("same_version", 64), summary
     assert 0 <= summary["candidate"]["accuracy"] <= 1 and "f1" in summary["candidate"], summary

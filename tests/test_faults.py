@@ -41,7 +41,12 @@ def resolved_jars(spark) -> str:
 def start_job(tmp_path: Path, name: str, source, out, fault: str, jars: str) -> subprocess.Popen:
     """``tests/fault_job.py`` in its own process group (the kill takes the whole group: Python and JVM)."""
     sets = [f"input.path={source}", f"output.path={out}", "input.key_columns=[id]", "output.mode=incremental"]
-    conf = {"spark.ui.enabled": "false", **SMALL_DATA_CONF, **({"spark.jars": jars} if jars else {})}
+    conf = {
+        "spark.ui.enabled": "false",
+        "spark.sql.catalogImplementation": "in-memory",
+        **SMALL_DATA_CONF,
+        **({"spark.jars": jars} if jars else {}),
+    }
     sets += [f"model.uri={TINY}", f"spark.conf={json.dumps(conf)}"]  # JSON is YAML
     args = [PYTHON, "tests/fault_job.py", fault, *sum((["--set", s] for s in sets), [])]
     env = {

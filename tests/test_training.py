@@ -112,7 +112,7 @@ def test_training_entry_point_fine_tunes_real_minilm_on_imdb_and_registers(minil
     and real IMDB reviews: a registered version that learned something and loads back as a pipeline."""
     assert minilm_model["model_uri"] == f"models:/{MINILM}/1"
     assert (minilm_model["train_rows"], minilm_model["eval_rows"]) == (1000, 200)
-    assert minilm_model["metrics"]["accuracy"] >= 0.7  # 0.765 when measured; chance is 0.5
+    assert minilm_model["metrics"]["accuracy"] >= 0.7  # 0.775 when measured; chance is 0.5
     assert minilm_model["examples"] == {
         "I love this movie": "POSITIVE",
         "this movie was the worst, boring!": "NEGATIVE",

@@ -123,29 +123,40 @@ def history(spark: SparkSession, target: TableRef, limit: int | None = None) -> 
     return spark.sql(f"DESCRIBE HISTORY {target.sql_name()}" + (f" LIMIT {int(limit)}" if limit else ""))
 
 
-def target_exists(spark: SparkSession, target: TableRef) -> bool:
-    """Whether the output already exists as a Delta table (a non-Delta one is an error)."""
+def existing_detail(spark: SparkSession, target: TableRef) -> Row | None:
+    """``DESCRIBE DETAIL`` of the output when it exists as a Delta table; None when nothing is there.
+
+    Raises
+    ------
+    DataError
+        Something that is not a Delta table is there.
+    """
     if target.table:
         if not spark.catalog.tableExists(target.table):
-            return False
-        if str(describe_detail(spark, target)["format"]).lower() != "delta":
+            return None
+        detail = describe_detail(spark, target)
+        if str(detail["format"]).lower() != "delta":
             raise DataError(f"output table {target.table} exists but is not a Delta table")
-        return True
+        return detail
     try:
-        describe_detail(spark, target)
-        return True
+        return describe_detail(spark, target)
     except AnalysisException:  # DELTA_MISSING_DELTA_TABLE: nothing there, or something that is not Delta
         pass
     paths = data_paths(spark)  # the path's own file system: local, s3a://, abfss://, dbfs:/ ...
     location = str(target.path)
     if not paths.exists(location) or (paths.is_dir(location) and not paths.children(location)):
-        return False
+        return None
     raise DataError(f"output path {target.path} exists but is not a Delta table")
 
 
-def check_output(spark: SparkSession, target: TableRef, columns: list[str], mode: str) -> None:
+def target_exists(spark: SparkSession, target: TableRef) -> bool:
+    """Whether the output already exists as a Delta table (a non-Delta one is an error)."""
+    return existing_detail(spark, target) is not None
+
+
+def check_output(spark: SparkSession, target: TableRef, columns: list[str], mode: str) -> bool:
     """Before scoring: the output is absent or a Delta table that can take rows with ``columns`` in
-    ``mode`` (see :mod:`.features`).
+    ``mode`` (see :mod:`.features`). Returns whether it exists (one ``DESCRIBE DETAIL`` answers both).
 
     Raises
     ------
@@ -153,11 +164,12 @@ def check_output(spark: SparkSession, target: TableRef, columns: list[str], mode
         A non-Delta output, or a table feature, property or column name the write could not honour.
     """
     with unsupported_features_as_errors(f"output {target.describe()}"):
-        if not target_exists(spark, target):
-            return
-        detail = describe_detail(spark, target)
+        detail = existing_detail(spark, target)
+    if detail is None:
+        return False
     features = list(detail["tableFeatures"] or [])
     check_output_features(spark, target, dict(detail["properties"] or {}), features, columns, mode)
+    return True
 
 
 def table_version(spark: SparkSession, target: TableRef) -> int | None:
@@ -181,13 +193,16 @@ def _tagged_commits(spark: SparkSession, target: TableRef, after: int | None = N
     return found
 
 
-def last_tag(spark: SparkSession, target: TableRef, app_id: str) -> dict[str, Any] | None:
+def last_tag(spark: SparkSession, target: TableRef, app_id: str, exists: bool | None = None) -> dict[str, Any] | None:
     """The tag of the newest commit ``app_id`` made to ``target`` (plus its ``version``), or None.
 
     Read from the Delta history, so it reaches back as far as the log is retained
-    (``delta.logRetentionDuration``, 30 days by default); callers must work without it.
+    (``delta.logRetentionDuration``, 30 days by default); callers must work without it. ``exists``: whether
+    the caller has just seen the target exist (None: look here).
     """
-    if not target_exists(spark, target):
+    if exists is None:
+        exists = target_exists(spark, target)
+    if not exists:
         return None
     for version, tag, _ in _tagged_commits(spark, target):
         if tag.get("app_id") == app_id:

@@ -152,8 +152,9 @@ def run_incremental(
 ) -> Outcome:
     """Plan, score and write one incremental run (the caller re-runs it from scratch after a conflict)."""
     spark = table.spark
-    previous = last_tag(spark, target, app_id)
-    output = read_target(spark, target) if target_exists(spark, target) else None
+    exists = target_exists(spark, target)  # looked up again on every attempt: a racing writer may create it
+    previous = last_tag(spark, target, app_id, exists=exists)
+    output = read_target(spark, target) if exists else None
     keys = cfg.input.key_columns
     plan = plan_incremental(
         table, table.read(), output, previous, keys, resolved.label, cfg.output.rescore, cfg.output.deletes

@@ -77,7 +77,7 @@ def score_table(
     require_columns(df.columns, cfg.input.key_columns, where, what="key column")
     check_output_columns(df.columns, cfg.input.text_columns)
     # Table features, append-only, column names: what the output could not take fails before scoring.
-    check_output(spark, target, df.columns + added_columns(cfg.input.text_columns), cfg.output.mode)
+    existed = check_output(spark, target, df.columns + added_columns(cfg.input.text_columns), cfg.output.mode)
     summary = ScoreSummary(
         status="succeeded",
         engine=cfg.engine,
@@ -107,7 +107,7 @@ def score_table(
         log_run(cfg, summary, stats.progress if stats else ())
         return summary
 
-    previous = last_tag(spark, target, summary.app_id)
+    previous = last_tag(spark, target, summary.app_id, exists=existed)
     committed_batch = previous.get("txn_version") if previous else None
     if cfg.output.batch_id is not None and committed_batch is not None and int(committed_batch) >= cfg.output.batch_id:
         log.info(
