@@ -24,16 +24,25 @@ def _bin(score: Column, bins: int) -> Column:
     return F.least(F.floor(score * bins), F.lit(bins - 1)).cast("int")
 
 
-def distribution(df: DataFrame, label: str, score: str, bins: int = SCORE_BINS) -> dict[str, Any]:
-    """Label fractions and score histogram of the scored rows (null labels ignored): one Spark job."""
-    label_col, score_col = F.col(quote(label)), F.col(quote(score))
-    rows = (
-        df.where(label_col.isNotNull())
-        .groupBy(label_col.alias("label"), _bin(score_col, bins).alias("bin"))
-        .count()
-        .collect()
-    )
-    return from_counts([(r["label"], int(r["bin"]), int(r["count"])) for r in rows], bins)
+def label_bin_counts(
+    df: DataFrame, columns: list[tuple[str, str]], bins: int = SCORE_BINS
+) -> list[list[tuple[str | None, int | None, int]]]:
+    """``(label, score bin, rows)`` counts for each ``(label column, score column)`` pair, rows with a null
+    label included (as ``(None, None, n)``), so each pair's counts add up to the rows of ``df``. One Spark
+    job (one pass over ``df``) for all pairs."""
+    entries = [
+        F.struct(
+            F.lit(i).alias("pair"),
+            F.col(quote(label)).alias("label"),
+            F.when(F.col(quote(label)).isNotNull(), _bin(F.col(quote(score)), bins)).alias("bin"),
+        )
+        for i, (label, score) in enumerate(columns)
+    ]
+    rows = df.select(F.explode(F.array(*entries)).alias("x")).groupBy("x.pair", "x.label", "x.bin").count().collect()
+    counts: list[list[tuple[str | None, int | None, int]]] = [[] for _ in columns]
+    for r in rows:
+        counts[int(r["pair"])].append((r["label"], None if r["bin"] is None else int(r["bin"]), int(r["count"])))
+    return counts
 
 
 def from_counts(counts: list[tuple[str, int, int]], bins: int = SCORE_BINS) -> dict[str, Any]:

@@ -6,11 +6,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pyspark.sql import DataFrame
-from pyspark.sql import functions as F
 
-from ..core.names import quote
 from ..inference.columns import label_column, score_column
-from ..monitoring.distributions import distribution
+from ..monitoring.distributions import SCORE_BINS, from_counts, label_bin_counts
 
 
 @dataclass(frozen=True)
@@ -31,30 +29,22 @@ class RunStats:
 
 
 def statistics(scored: DataFrame, text_columns: list[str]) -> RunStats:
-    """Rows, scored rows, label counts and the label/score distribution per text column (small jobs over
-    the checkpointed rows)."""
-    labels = {c: F.col(quote(label_column(c))) for c in text_columns}
-    counts = [F.count(label).alias(f"scored{i}") for i, label in enumerate(labels.values())]
-    row = scored.agg(F.count(F.lit(1)).alias("rows"), *counts).first()
-    per_label = (
-        scored.select(
-            F.explode(
-                F.array(*[F.struct(F.lit(c).alias("column"), label.alias("label")) for c, label in labels.items()])
-            ).alias("x")
-        )
-        .where(F.col("x.label").isNotNull())
-        .groupBy("x.column", "x.label")
-        .count()
-        .collect()
-    )
-    rows = int(row["rows"])
+    """Rows, scored rows, label counts and the label/score distribution per text column: one Spark job
+    (one pass over the checkpointed rows) for all of them."""
+    pairs = [(label_column(c), score_column(c)) for c in text_columns]
+    counts = label_bin_counts(scored, pairs, SCORE_BINS)
+    rows = sum(n for _, _, n in counts[0]) if counts else scored.count()
     columns = {}
-    for i, c in enumerate(text_columns):
-        scored_rows = int(row[f"scored{i}"])
+    for c, found in zip(text_columns, counts):
+        labeled = [(label, b, n) for label, b, n in found if label is not None]
+        label_counts: dict[str, int] = {}
+        for label, _, n in labeled:
+            label_counts[label] = label_counts.get(label, 0) + n
+        scored_rows = sum(label_counts.values())
         columns[c] = ColumnStats(
             scored=scored_rows,
             null_texts=rows - scored_rows,
-            label_counts={r["label"]: int(r["count"]) for r in per_label if r["column"] == c},
-            distribution=distribution(scored, label_column(c), score_column(c)),
+            label_counts=dict(sorted(label_counts.items())),
+            distribution=from_counts(labeled, SCORE_BINS),
         )
     return RunStats(rows, columns)
