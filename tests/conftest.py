@@ -101,12 +101,18 @@ def wait_for_port(port: int, timeout: float = 90) -> None:
 # rebuilt in one partition instead of 50, adaptive execution plans no extra jobs, and a shuffle has 2
 # partitions, not 200 (without adaptive execution nothing would coalesce them). Nothing the jobs do
 # changes; a score_table call on 6 rows takes ~2.5 s instead of ~4.5 s (MERGE with deletes 5 s, not 12 s),
-# and a job process of the fault tests 32 s instead of 50 s. The test session, the job processes, the
-# cluster's submits and the Connect server all run with it.
+# and a job process of the fault tests 32 s instead of 50 s. Expressions and plans are interpreted, not
+# compiled to Java (Spark's codegen and its interpreted fallback compute the same rows; Spark's own suites
+# run both): on rows this few, compiling each query's generated classes and then JIT-compiling them cost
+# more than they save (async-profiler on the session JVM: C2 compiler threads 31% of its CPU while scoring;
+# 24 small score_table runs 45.6 -> 40.5 s; the suite 775 -> 697 s). The test session, the job processes,
+# the cluster's submits and the Connect server all run with it.
 SMALL_DATA_CONF = {
     "spark.databricks.delta.snapshotPartitions": "1",
     "spark.sql.adaptive.enabled": "false",
     "spark.sql.shuffle.partitions": "2",
+    "spark.sql.codegen.wholeStage": "false",
+    "spark.sql.codegen.factoryMode": "NO_CODEGEN",
 }
 
 
