@@ -173,10 +173,14 @@ def check_output(spark: SparkSession, target: TableRef, columns: list[str], mode
 
 
 def table_version(spark: SparkSession, target: TableRef) -> int | None:
-    """The target's current Delta version; None when it does not exist yet."""
-    if not target_exists(spark, target):
+    """The target's current Delta version; None when it does not exist yet (one ``DESCRIBE HISTORY`` when
+    it exists; the existence check only when that fails)."""
+    try:
+        return int(history(spark, target, 1).select("version").first()["version"])
+    except AnalysisException:
+        if target_exists(spark, target):  # raises DataError for something that is not a Delta table
+            raise
         return None
-    return int(history(spark, target, 1).select("version").first()["version"])
 
 
 def _tagged_commits(spark: SparkSession, target: TableRef, after: int | None = None) -> list[tuple[int, dict, Any]]:
