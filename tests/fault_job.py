@@ -1,11 +1,13 @@
 """The scoring job with a fault at one point, run by test_faults as its own process (and process group).
 
-    python tests/fault_job.py FAULT [--set key=value ...]
+    python tests/fault_job.py FAULT [--go FILE] [--set key=value ...]
 
 FAULT is ``none``, ``kill:before_write``, ``kill:during_write`` or ``kill:after_write`` (SIGKILL to the whole process
 group, driver Python and JVM alike) or ``barrier:<dir>:<n>`` (wait before writing until ``n`` jobs are
 there). The faults live here, in the tests, and reach the job through its write hooks. Rows are labeled by
-the keyword predictor of ``tests/stubs.py`` (the model is resolved and recorded as usual).
+the keyword predictor of ``tests/stubs.py`` (the model is resolved and recorded as usual). With ``--go
+FILE`` the process starts its Spark session (the JVM, with the job's ``spark.conf``) and then waits for FILE
+before the job runs, so a test can start it while it prepares the tables.
 """
 
 from __future__ import annotations
@@ -77,8 +79,27 @@ def hooks_for(fault: str) -> WriteHooks:
     raise SystemExit(f"unknown fault {fault!r}")
 
 
+def start_session_then_wait(go: str, args: list[str]) -> None:
+    """The session the job will find active (built from the job's own ``--set`` options), then wait for ``go``."""
+    from spark_sentiment.config import load_config
+    from spark_sentiment.core.session import get_spark
+    from spark_sentiment.scoring.config import ScoreJobConfig
+
+    cfg = load_config(ScoreJobConfig, None, [a for a, flag in zip(args, ["", *args]) if flag == "--set"])
+    get_spark(cfg.spark.app_name, cfg.spark.conf)
+    deadline = time.monotonic() + 300
+    while not os.path.exists(go):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{go} never appeared")
+        time.sleep(0.05)
+
+
 if __name__ == "__main__":
+    fault, args = sys.argv[1], sys.argv[2:]
+    if args[:1] == ["--go"]:
+        go, args = args[1], args[2:]
+        start_session_then_wait(go, args)
     # The keyword predictor: what is under test is the write, and Python workers that import no torch keep
     # several of these jobs affordable on two cores.
     cloudpickle.register_pickle_by_value(stubs)
-    sys.exit(main(sys.argv[2:], hooks=hooks_for(sys.argv[1]), factory=stubs.KeywordPredictor))
+    sys.exit(main(args, hooks=hooks_for(fault), factory=stubs.KeywordPredictor))

@@ -31,8 +31,10 @@ SPARK_SUBMIT = str(Path(pyspark.__file__).parent / "bin" / "spark-submit")
 
 @pytest.fixture(scope="module")
 def connect_server(tmp_path_factory, project_dir):
-    """``sc://127.0.0.1:<port>`` of a local Spark Connect server with Delta (its warehouse and metastore in a
-    folder of its own; its Python workers run this interpreter; MLflow reachable as for the clients)."""
+    """A local Spark Connect server with Delta (its warehouse and metastore in a folder of its own; its Python
+    workers run this interpreter; MLflow reachable as for the clients), as a function that waits until it
+    listens and returns ``sc://127.0.0.1:<port>``: the caller does its own preparation while the server's
+    JVM starts."""
     home = tmp_path_factory.mktemp("connect-server")
     port = free_port()
     confs = {
@@ -49,12 +51,16 @@ def connect_server(tmp_path_factory, project_dir):
     env = {**os.environ, "SPARK_LOCAL_IP": "127.0.0.1", "PYSPARK_PYTHON": PYTHON}
     log = open(home / "server.log", "w")
     proc = subprocess.Popen(command, cwd=home, env=env, stdout=log, stderr=subprocess.STDOUT)
-    try:
+
+    def url() -> str:
         try:
             wait_for_port(port, timeout=180)
         except TimeoutError:
             raise TimeoutError((home / "server.log").read_text()[-4000:]) from None
-        yield f"sc://127.0.0.1:{port}"
+        return f"sc://127.0.0.1:{port}"
+
+    try:
+        yield url
     finally:
         proc.terminate()
         try:
@@ -117,7 +123,7 @@ def connect_jobs(spark, tiny_model, connect_server, tmp_path_factory) -> dict:
     ]
     plan = tmp / "steps.json"
     plan.write_text(json.dumps(list(steps.values())))
-    env = {"SPARK_REMOTE": connect_server, "SPARK_SENTIMENT_DATA": str(tmp / "client")}
+    env = {"SPARK_REMOTE": connect_server(), "SPARK_SENTIMENT_DATA": str(tmp / "client")}
     result = run_cli([PYTHON, "tests/connect_client.py", str(plan)], env=env)
     assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
     results = dict(zip(steps, json.loads(result.stdout.splitlines()[-1])))

@@ -11,9 +11,11 @@ particular schedule.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 from pathlib import Path
 
@@ -38,8 +40,10 @@ def resolved_jars(spark) -> str:
     return ",".join(jars) if any("delta-spark" in j for j in jars) else ""
 
 
-def start_job(tmp_path: Path, name: str, source, out, fault: str, jars: str) -> subprocess.Popen:
-    """``tests/fault_job.py`` in its own process group (the kill takes the whole group: Python and JVM)."""
+def start_job(tmp_path: Path, name: str, source, out, fault: str, jars: str) -> tuple[subprocess.Popen, Path]:
+    """``tests/fault_job.py`` in its own process group (the kill takes the whole group: Python and JVM).
+    It starts its Spark session at once and runs the job when the returned file is created: the test
+    prepares the tables meanwhile."""
     sets = [f"input.path={source}", f"output.path={out}", "input.key_columns=[id]", "output.mode=incremental"]
     conf = {
         "spark.ui.enabled": "false",
@@ -48,15 +52,28 @@ def start_job(tmp_path: Path, name: str, source, out, fault: str, jars: str) -> 
         **({"spark.jars": jars} if jars else {}),
     }
     sets += [f"model.uri={TINY}", f"spark.conf={json.dumps(conf)}"]  # JSON is YAML
-    args = [PYTHON, "tests/fault_job.py", fault, *sum((["--set", s] for s in sets), [])]
+    go = tmp_path / f"{name}.go"
+    args = [PYTHON, "tests/fault_job.py", fault, "--go", str(go), *sum((["--set", s] for s in sets), [])]
     env = {
         **os.environ,
         "SPARK_SENTIMENT_DATA": str(tmp_path / name),
         "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO / "tests"), os.environ.get("PYTHONPATH")])),
     }
-    return subprocess.Popen(
+    proc = subprocess.Popen(
         args, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
     )
+    return proc, go
+
+
+@contextlib.contextmanager
+def stopped_on_error(proc: subprocess.Popen):
+    """Kill the job's process group if the preparation around it fails (it would wait for its go file)."""
+    try:
+        yield
+    except BaseException:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        raise
 
 
 def test_python_worker_dying_once_is_retried_to_the_clean_result(spark, tiny_model, cdf_source, tmp_path):
@@ -102,9 +119,11 @@ def test_driver_killed_during_the_write_leaves_previous_or_complete_table(
 ):
     """A real SIGKILL of the job's whole process group (Python driver and JVM) once the write has put data
     files into the output: the one point where a dying process can leave something behind."""
-    outputs, before, version, clean = prepared(spark, cdf_source, tmp_path, ["killed"])
-    out = outputs["killed"]
-    proc = start_job(tmp_path, "killed", cdf_source, out, "kill:during_write", resolved_jars)
+    out = tmp_path / "killed"
+    proc, go = start_job(tmp_path, "killed", cdf_source, out, "kill:during_write", resolved_jars)
+    with stopped_on_error(proc):
+        _, before, version, clean = prepared(spark, cdf_source, tmp_path, ["killed"])
+    go.touch()
     log = proc.communicate(timeout=600)[0]
     assert proc.returncode == -9, log[-3000:]
     committed = versions(spark, out) > version
@@ -141,11 +160,13 @@ def test_two_jobs_racing_on_one_output_neither_lose_nor_duplicate_rows(
     before the write, so both planned the same change and both write it."""
     source = cdf_source
     out = tmp_path / "out"
-    score_table(spark, job(source, out), factory=KeywordPredictor)
-    change_source(spark, source)
-    version = versions(spark, out)
     folder = tmp_path / "barrier"
-    proc = start_job(tmp_path, "other", source, out, f"barrier:{folder}:2", resolved_jars)
+    proc, go = start_job(tmp_path, "other", source, out, f"barrier:{folder}:2", resolved_jars)
+    with stopped_on_error(proc):
+        score_table(spark, job(source, out), factory=KeywordPredictor)
+        change_source(spark, source)
+        version = versions(spark, out)
+    go.touch()
     try:
         here = score_table(
             spark,
