@@ -56,8 +56,9 @@ demo: install
 	@echo "Model: models:/SentimentAnalysis@champion in sqlite:///$(SPARK_SENTIMENT_DATA)/mlflow/mlflow.db"
 	@echo "MLflow UI: $(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(SPARK_SENTIMENT_DATA)/mlflow/mlflow.db"
 
-# One process (on 2 cores the suite keeps both busy already; PYTEST_ARGS="-n 4 --dist loadgroup" spreads it
-# over pytest-xdist workers on bigger machines, the MiniLM tests then share one worker).
+# One process (on 2 cores the suite keeps both busy already: -n 2 took 15.2 min against 11.6 in one process;
+# PYTEST_ARGS="-n 4 --dist loadgroup" spreads it over pytest-xdist workers on bigger machines, the MiniLM
+# tests then share one worker).
 test: install
 	$(PY) -m pytest -m "not gpu and not soak" $(PYTEST_ARGS)
 
