@@ -176,6 +176,30 @@ def test_output_path_that_is_not_delta_is_refused(spark, tiny_model, reviews, tm
     assert (tmp_path / "plain" / "data.csv").read_text() == "a,b\n1,2\n"
 
 
+def test_output_version_is_read_from_its_history(spark, tmp_path):
+    """What a write reads before it commits: the output's version; None where nothing is yet; a refusal for
+    something that is not a Delta table, at a path or in the catalog."""
+    from spark_sentiment.io.delta import table_version
+    from spark_sentiment.io.tables import TableRef
+
+    path = tmp_path / "out"
+    assert table_version(spark, TableRef.of(str(path))) is None
+    spark.range(2).write.format("delta").save(str(path))
+    spark.range(1).write.format("delta").mode("append").save(str(path))
+    assert table_version(spark, TableRef.of(str(path))) == 1
+    (tmp_path / "plain").mkdir()
+    (tmp_path / "plain" / "data.csv").write_text("a\n1\n")
+    with pytest.raises(DataError, match="output path .*plain exists but is not a Delta table"):
+        table_version(spark, TableRef.of(str(tmp_path / "plain")))
+    assert table_version(spark, TableRef.of(table="no_such_output")) is None
+    spark.range(1).write.format("parquet").saveAsTable("plain_parquet_output")
+    try:
+        with pytest.raises(DataError, match="output table plain_parquet_output exists but is not a Delta table"):
+            table_version(spark, TableRef.of(table="plain_parquet_output"))
+    finally:
+        spark.sql("DROP TABLE plain_parquet_output")
+
+
 def test_catalog_tables_and_sql_function(spark, tiny_model, reviews):
     spark.read.format("delta").load(reviews).write.format("delta").mode("overwrite").saveAsTable("reviews_in")
     job = load_config(
