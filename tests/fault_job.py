@@ -85,7 +85,8 @@ def start_session_then_wait(go: str, args: list[str]) -> None:
     from spark_sentiment.core.session import get_spark
     from spark_sentiment.scoring.config import ScoreJobConfig
 
-    cfg = load_config(ScoreJobConfig, None, [a for a, flag in zip(args, ["", *args]) if flag == "--set"])
+    sets = [args[i + 1] for i, arg in enumerate(args[:-1]) if arg == "--set"]
+    cfg = load_config(ScoreJobConfig, None, sets)
     get_spark(cfg.spark.app_name, cfg.spark.conf)
     deadline = time.monotonic() + 300
     while not os.path.exists(go):
