@@ -45,17 +45,24 @@ def label_bin_counts(
     return counts
 
 
+def label_totals(counts: list[tuple[str, int, int]]) -> dict[str, int]:
+    """Rows per label of ``(label, bin, count)`` triples, by label name."""
+    labels: dict[str, int] = {}
+    for label, _, count in counts:
+        labels[label] = labels.get(label, 0) + count
+    return dict(sorted(labels.items()))
+
+
 def from_counts(counts: list[tuple[str, int, int]], bins: int = SCORE_BINS) -> dict[str, Any]:
     """Build a distribution from ``(label, bin, count)`` triples."""
     total = sum(c for _, _, c in counts)
-    labels: dict[str, int] = {}
+    labels = label_totals(counts)
     histogram = [0] * bins
-    for label, index, count in counts:
-        labels[label] = labels.get(label, 0) + count
+    for _, index, count in counts:
         histogram[index] += count
     return {
         "rows": total,
-        "labels": {k: v / total for k, v in sorted(labels.items())} if total else {},
+        "labels": {k: v / total for k, v in labels.items()} if total else {},
         "score_histogram": [h / total for h in histogram] if total else [0.0] * bins,
         "score_bins": bins,
     }

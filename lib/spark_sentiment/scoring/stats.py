@@ -8,7 +8,7 @@ from typing import Any
 from pyspark.sql import DataFrame
 
 from ..inference.columns import label_column, score_column
-from ..monitoring.distributions import SCORE_BINS, from_counts, label_bin_counts
+from ..monitoring.distributions import SCORE_BINS, from_counts, label_bin_counts, label_totals
 
 
 @dataclass(frozen=True)
@@ -37,14 +37,12 @@ def statistics(scored: DataFrame, text_columns: list[str]) -> RunStats:
     columns = {}
     for c, found in zip(text_columns, counts):
         labeled = [(label, b, n) for label, b, n in found if label is not None]
-        label_counts: dict[str, int] = {}
-        for label, _, n in labeled:
-            label_counts[label] = label_counts.get(label, 0) + n
+        label_counts = label_totals(labeled)
         scored_rows = sum(label_counts.values())
         columns[c] = ColumnStats(
             scored=scored_rows,
             null_texts=rows - scored_rows,
-            label_counts=dict(sorted(label_counts.items())),
+            label_counts=label_counts,
             distribution=from_counts(labeled, SCORE_BINS),
         )
     return RunStats(rows, columns)
