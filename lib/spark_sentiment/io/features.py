@@ -45,7 +45,7 @@ def writable_features(spark: SparkSession) -> set[str] | None:
     try:
         jvm = spark.sparkContext._jvm
         features = jvm.org.apache.spark.sql.delta.TableFeature.allSupportedFeaturesMap().keySet()
-        return {str(name).lower() for name in jvm.scala.jdk.javaapi.CollectionConverters.asJava(features)}
+        return {name.lower() for name in str(features.mkString("\n")).split("\n") if name}  # one gateway call
     except (NotImplementedError, TypeError, AttributeError, Py4JJavaError) as exc:
         # No gateway (Spark Connect) or a Delta Lake without this class: Delta still checks at commit time.
         log.info("cannot list the table features this Delta Lake writes (%s); Delta checks them at commit", exc)
