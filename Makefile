@@ -27,10 +27,12 @@ $(STAMP): pyproject.toml constraints.txt
 install: $(STAMP)
 
 # Delta jars (and hadoop-aws, which the tests' S3 server needs) come from Maven Central through Spark's
-# resolver (cached in ~/.ivy2*); this warms the cache.
+# resolver (cached in ~/.ivy2*); this warms the cache, and builds the class-data archive that the tests' JVMs
+# map their classes from (tests/jvm_classes.py; ~1 min once per JDK and pyspark, else the tests build it).
 jars: install
 	$(PY) -c "from spark_sentiment.core.session import get_spark; from spark_sentiment.core.spark_conf import \
 	hadoop_aws_maven_coordinate as aws; get_spark('resolve-jars', {'spark.jars.packages': aws()}).stop()"
+	$(PY) tests/jvm_classes.py
 
 # Airflow's own environment for the DAG check in tests/test_deploy.py (Airflow is not a dependency of this
 # project; its scheduler runs its own Python). Built once per checkout, like the jar cache; the test builds

@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import pytest
+from jvm_classes import ensure_archive, java_options
 
 REPO = Path(__file__).resolve().parent.parent
 # Real IMDB beside the repo (CI lays ../shared next to the clone); $IMDB_DATA wins.
@@ -169,15 +170,20 @@ def spark(project_dir, s3_endpoint, tmp_path_factory):
 
     cloudpickle.register_pickle_by_value(stubs)  # workers cannot import tests/; the factories travel by value
 
+    # Every JVM of the run maps its classes from one class-data archive (tests/jvm_classes.py); options the
+    # caller gave in JAVA_TOOL_OPTIONS come last and win.
+    given = os.environ.get("JAVA_TOOL_OPTIONS", "")
     # Workers of one xdist run start their JVMs one at a time: Spark's Ivy resolution of the packages writes
-    # a shared cache (~/.ivy2*), which concurrent resolutions can corrupt.
+    # a shared cache (~/.ivy2*), which concurrent resolutions can corrupt (and the archive is built once).
     with FileLock(str(tmp_path_factory.getbasetemp().parent / "spark-start.lock")):
+        classes = java_options(ensure_archive())
+        os.environ["JAVA_TOOL_OPTIONS"] = f"{classes} {given}".strip()
         session = start_session(project_dir, s3_endpoint)
     # Every JVM the tests start from now on (job processes, spark-submit drivers, the cluster's master,
     # workers and executors, the Connect server) lives for seconds to a minute: the C1 JIT alone and the
     # serial collector spend less of the two cores on compiling and collecting than the defaults
     # (measured: the cluster module 208 s against 235-248 s). This session's own JVM keeps the defaults.
-    os.environ.setdefault("JAVA_TOOL_OPTIONS", SHORT_LIVED_JVM)
+    os.environ["JAVA_TOOL_OPTIONS"] = f"{classes} {SHORT_LIVED_JVM} {given}".strip()
     # Their scratch folders (shipped files, shuffle blocks) go under this run's pytest folder, not /tmp: a
     # process the tests SIGKILL leaves its folder behind, and pytest keeps only the last few runs.
     os.environ.setdefault("SPARK_LOCAL_DIRS", str(tmp_path_factory.mktemp("spark-local")))
