@@ -3,7 +3,8 @@
 Models: ``tiny_model`` (a tiny random BERT, seconds to train) for every test where any model will do, and
 ``minilm_model`` (the packaged MiniLM fine-tuned once on real IMDB reviews, ~2 min) for the tests that need
 a model that has learned something. Jobs are called in-process through their entry functions; only the
-fault, race and cluster tests start processes of their own.
+fault and race tests, the standalone cluster and Spark Connect start processes of their own. The last two
+run in the background from the start of the session (``tests/out_of_process.py``) and their tests run last.
 """
 
 from __future__ import annotations
@@ -20,6 +21,9 @@ from pathlib import Path
 
 import pytest
 from jvm_classes import ensure_archive, java_options
+
+# The standalone cluster's and Spark Connect's session fixtures (their processes run in the background).
+pytest_plugins = ["out_of_process"]
 
 REPO = Path(__file__).resolve().parent.parent
 # Real IMDB beside the repo (CI lays ../shared next to the clone); $IMDB_DATA wins.
@@ -64,12 +68,38 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "minilm_model" in item.fixturenames:
             item.add_marker(pytest.mark.xdist_group("minilm"))
+    # The tests that check the background processes run last, in the order those processes run.
+    from out_of_process import FIXTURES
+
+    items.sort(key=lambda item: max((i for i, f in enumerate(FIXTURES) if f in item.fixturenames), default=-1))
     if gpu_available():
         return
     skip = pytest.mark.skip(reason="needs a CUDA GPU")
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def out_of_process_started(request) -> None:
+    """Starts the background processes of the selected tests that check them (``tests/out_of_process.py``)
+    before the first test, so that they run while the in-process tests do. The MiniLM fine-tune, if a
+    selected test needs it, comes first: its trainer's threads wait for each other at every step, and
+    beside the background processes it took 139 s instead of 49. Under pytest-xdist a worker does not know
+    which tests it will get: there each fixture starts when its first test asks for it."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        return
+    from out_of_process import FIXTURES
+
+    selected = {name for item in request.session.items for name in item.fixturenames}
+    if not selected & set(FIXTURES):
+        return
+    for name in ("minilm_model", *FIXTURES):
+        if name in selected:
+            try:
+                request.getfixturevalue(name)
+            except pytest.skip.Exception:  # e.g. no IMDB beside the repo: its tests report the skip
+                pass
 
 
 @pytest.fixture(scope="session")
