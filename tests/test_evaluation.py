@@ -103,7 +103,7 @@ def evaluation_args() -> list[str]:
 def test_drift_flag_fires_on_skewed_input_and_stays_quiet_on_balanced(spark, versions, tmp_path):
     test = pd.read_parquet(IMDB / "test.parquet", columns=["review_id", "text", "label", "rating"])
     balanced = pd.concat([test[test.label == 0].head(100), test[test.label == 1].head(100)])
-    negative = test[test.rating == 1].head(200)  # only clearly negative reviews
+    negative = test[test.rating == 1].head(120)  # only clearly negative reviews (drift judges >= 100 rows)
     summaries = {}
     for name, frame in (("balanced", balanced), ("negative", negative)):
         path = tmp_path / name
