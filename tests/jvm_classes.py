@@ -6,7 +6,7 @@ Spark Connect tests -- loads the same ~20,000 classes from the same jars. With a
 Delta writes took 8.6 instead of 14.6 CPU-seconds (C1-only JVM) and 17.2 instead of 22.5 (default JIT) on
 the 2-core CI machine. The archive is built once per JDK and pyspark by running :func:`workload` in a
 JVM with ``-XX:ArchiveClassesAtExit`` (``make jars`` does it beside the jar cache; otherwise the test
-session does it before its first JVM, ~25 s) and kept in ``~/.cache/spark-sentiment-tests``. A JVM whose
+session does it before its first JVM, ~1 min) and kept in ``~/.cache/spark-sentiment-tests``. A JVM whose
 classpath or JDK does not match ignores it and loads classes as usual (its CDS warnings are silenced), so
 the archive changes how fast classes load, never which.
 
