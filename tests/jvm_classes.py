@@ -6,7 +6,7 @@ Spark Connect tests -- loads the same ~20,000 classes from the same jars. With a
 Delta writes took 8.6 instead of 14.6 CPU-seconds (C1-only JVM) and 17.2 instead of 22.5 (default JIT) on
 the 2-core CI machine. The archive is built once per JDK and pyspark by running :func:`workload` in a
 JVM with ``-XX:ArchiveClassesAtExit`` (``make jars`` does it beside the jar cache; otherwise the test
-session does it before its first JVM, ~1 min) and kept in ``~/.cache/spark-sentiment-tests``. A JVM whose
+session does it before its first JVM, ~1 min) and kept in the venv (``share/spark-sentiment-tests``). A JVM whose
 classpath or JDK does not match ignores it and loads classes as usual (its CDS warnings are silenced), so
 the archive changes how fast classes load, never which.
 
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.metadata
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -35,16 +36,23 @@ def java_options(archive: Path) -> str:
 
 
 def archive_path() -> Path:
-    """Where the archive of this JDK, pyspark and Delta lives (a new one for any other combination)."""
+    """Where the archive of this JDK and this pyspark installation lives (a new one for any other)."""
     java = Path(os.environ["JAVA_HOME"]) / "bin" / "java" if os.environ.get("JAVA_HOME") else shutil.which("java")
     if java is None:
         raise FileNotFoundError("no java on PATH and no JAVA_HOME: Spark needs a JDK 17+")
     java = Path(java).resolve()
     stat = java.stat()
+    # A JVM uses the archive only with the classpath it was built with: pyspark's jars where they are installed.
+    jars = Path(importlib.util.find_spec("pyspark").origin).parent / "jars"
     versions = [importlib.metadata.version(p) for p in ("pyspark", "delta-spark")]
-    key = hashlib.sha256(f"{java}:{stat.st_size}:{stat.st_mtime_ns}:{versions}".encode()).hexdigest()[:16]
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "spark-sentiment-tests"
-    return cache / f"jvm-classes-{key}.jsa"
+    key = f"{java}:{stat.st_size}:{stat.st_mtime_ns}:{jars}:{versions}"
+    key = hashlib.sha256(key.encode()).hexdigest()[:16]
+    # In the venv, like the packages whose classes it holds (it goes when the venv goes); else the user's cache.
+    if sys.prefix != sys.base_prefix:
+        folder = Path(sys.prefix) / "share" / "spark-sentiment-tests"
+    else:
+        folder = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "spark-sentiment-tests"
+    return folder / f"jvm-classes-{key}.jsa"
 
 
 def ensure_archive() -> Path:
