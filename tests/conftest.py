@@ -98,7 +98,9 @@ def out_of_process_started(request) -> None:
         if name in selected:
             try:
                 request.getfixturevalue(name)
-            except pytest.skip.Exception:  # e.g. no IMDB beside the repo: its tests report the skip
+            except (Exception, pytest.skip.Exception):
+                # pytest keeps what the fixture raised (an error, or a skip such as no IMDB beside the repo)
+                # and raises it again in each test that uses the fixture: those tests report it, others run.
                 pass
 
 

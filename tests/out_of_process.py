@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -58,27 +59,30 @@ class Background:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="out-of-process")
         self._procs: list[subprocess.Popen] = []
         self._lock = threading.Lock()
+        self._closed = False
 
     def submit(self, fn: Callable[..., T], *args) -> Future[T]:
         return self._pool.submit(fn, *args)
 
     def start(self, args: list[str], cwd: Path = REPO, env: dict[str, str] | None = None, log: Path | None = None):
         """A process in a new process group; its output goes to ``log``, else it is captured (text)."""
-        out = open(log, "w") if log else subprocess.PIPE
-        try:
-            proc = subprocess.Popen(
-                args,
-                cwd=cwd,
-                env={**self.env, **(env or {})},
-                stdout=out,
-                stderr=subprocess.STDOUT if log else subprocess.PIPE,
-                text=True,
-                start_new_session=True,
-            )
-        finally:
-            if log:
-                out.close()
-        with self._lock:
+        with self._lock:  # none starts once close() has begun
+            if self._closed:
+                raise RuntimeError(f"the test session has ended; not starting {args[0]}")
+            out = open(log, "w") if log else subprocess.PIPE
+            try:
+                proc = subprocess.Popen(
+                    args,
+                    cwd=cwd,
+                    env={**self.env, **(env or {})},
+                    stdout=out,
+                    stderr=subprocess.STDOUT if log else subprocess.PIPE,
+                    text=True,
+                    start_new_session=True,
+                )
+            finally:
+                if log:
+                    out.close()
             self._procs.append(proc)
         return proc
 
@@ -95,6 +99,7 @@ class Background:
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
         with self._lock:
+            self._closed = True
             procs = list(self._procs)
         for proc in procs:
             kill_group(proc)
@@ -131,8 +136,6 @@ def wait_until(ready: Callable[[], bool], proc: subprocess.Popen, log: Path, wha
 
 def listening(port: int) -> Callable[[], bool]:
     def check() -> bool:
-        import socket
-
         with socket.socket() as s:
             return s.connect_ex(("127.0.0.1", port)) == 0
 
