@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -39,7 +37,9 @@ from conftest import (
     SMALL_DATA_CONF,
     TINY,
     free_port,
+    kill_group,
     labeled_rows,
+    port_open,
     submit_confs,
 )
 
@@ -106,15 +106,6 @@ class Background:
         self._pool.shutdown(wait=True)
 
 
-def kill_group(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        proc.wait()
-
-
 def stop(proc: subprocess.Popen) -> None:
     """SIGTERM (a Spark daemon stops what it started: a worker its executors), SIGKILL after 30 s."""
     proc.terminate()
@@ -132,14 +123,6 @@ def wait_until(ready: Callable[[], bool], proc: subprocess.Popen, log: Path, wha
             state = f"exited with {proc.returncode}" if proc.poll() is not None else f"not ready in {timeout:.0f} s"
             raise RuntimeError(f"{what} {state}:\n{log.read_text()[-4000:]}")
         time.sleep(0.2)
-
-
-def listening(port: int) -> Callable[[], bool]:
-    def check() -> bool:
-        with socket.socket() as s:
-            return s.connect_ex(("127.0.0.1", port)) == 0
-
-    return check
 
 
 @pytest.fixture(scope="session")
@@ -234,7 +217,7 @@ def run_connect_client(runner: Background, home: Path, plan: Path, data: Path, n
     log = home / "server.log"
     server = runner.start(command, cwd=home, env={"SPARK_LOCAL_IP": "127.0.0.1", "PYSPARK_PYTHON": PYTHON}, log=log)
     try:
-        wait_until(listening(port), server, log, "the Spark Connect server", timeout=180)
+        wait_until(lambda: port_open(port), server, log, "the Spark Connect server", timeout=180)
         env = {"SPARK_REMOTE": f"sc://127.0.0.1:{port}", "SPARK_SENTIMENT_DATA": str(data)}
         result = runner.run([PYTHON, "tests/connect_client.py", str(plan)], env=env)
     finally:

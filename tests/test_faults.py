@@ -15,12 +15,22 @@ import contextlib
 import json
 import os
 import shutil
-import signal
 import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import PYTHON, REPO, SMALL_DATA_CONF, TINY, change_source, clean_result, contents, job, versions
+from conftest import (
+    PYTHON,
+    REPO,
+    SMALL_DATA_CONF,
+    TINY,
+    change_source,
+    clean_result,
+    contents,
+    job,
+    kill_group,
+    versions,
+)
 from fault_job import barrier
 from pyspark.testing import assertDataFrameEqual
 from spark_sentiment.scoring.hooks import WriteHooks
@@ -71,8 +81,7 @@ def stopped_on_error(proc: subprocess.Popen):
     try:
         yield
     except BaseException:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+        kill_group(proc)
         raise
 
 
