@@ -35,6 +35,33 @@ def test_tiny_model_is_registered_with_aliases_in_one_run(tiny_model):
     assert version.run_id == tiny_model["run_id"]
 
 
+def test_each_epoch_is_evaluated_once_and_the_last_evaluation_is_the_final_prediction(monkeypatch):
+    """Two epochs: the eval set goes through the model twice (after epoch 1, then the final prediction that
+    stands in for epoch 2's evaluation), not three times; both points are in the curves at their steps."""
+    import datasets
+    from spark_sentiment.training.fit import fit
+    from transformers import Trainer
+
+    passes = []
+    real_loop = Trainer.evaluation_loop
+
+    def counted(self, *args, **kwargs):
+        passes.append(self.state.global_step)
+        return real_loop(self, *args, **kwargs)
+
+    monkeypatch.setattr(Trainer, "evaluation_loop", counted)
+    rows = labeled_rows(24)
+    train = datasets.Dataset.from_dict({"text": [r[1] for r in rows[:16]], "label": [r[2] for r in rows[:16]]})
+    held_out = datasets.Dataset.from_dict({"text": [r[1] for r in rows[16:]], "label": [r[2] for r in rows[16:]]})
+    overrides = ["data.path=unused", "model.base=tiny-random", "train.epochs=2", "train.batch_size=8"]
+    cfg = load_config(TrainJobConfig, None, [*overrides, "train.max_length=32"])
+    fitted = fit(cfg, train, held_out, report_to=[])
+    assert passes == [2, 4]  # 16 rows at 8 per step: 2 steps per epoch
+    evals = [(h["step"], h["eval_accuracy"]) for h in fitted.log_history if "eval_accuracy" in h]
+    assert evals[0][0] == 2 and evals[1] == (4, fitted.metrics["eval_accuracy"])
+    assert len(evals) == 2
+
+
 def test_registered_model_loads_back_and_labels_a_600_token_review(tiny_model):
     uri = "models:/TinySentiment@champion"
     pipe = mlflow.transformers.load_model(uri, truncation=True)

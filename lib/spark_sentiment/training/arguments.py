@@ -85,7 +85,19 @@ def build_trainer(
     # last line; the same numbers go to the job's log (stderr) as lines instead.
     trainer.remove_callback(PrinterCallback)
     trainer.add_callback(LogLinesCallback())
+    trainer.add_callback(FinalEvaluationByPredictCallback())
     return trainer
+
+
+class FinalEvaluationByPredictCallback(TrainerCallback):
+    """Skips the evaluation after the last epoch: ``fit`` predicts the eval set right after training (for
+    the logits the reference distribution and confusion matrix need) and logs those metrics as the final
+    evaluation point, so the eval set is not run through the model twice in a row."""
+
+    def on_epoch_end(self, args, state, control, **kwargs):
+        if state.global_step >= state.max_steps:
+            control.should_evaluate = False
+        return control
 
 
 class LogLinesCallback(TrainerCallback):

@@ -44,5 +44,8 @@ def fit(cfg: TrainJobConfig, train_ds: Dataset, eval_ds: Dataset, report_to: lis
     with tempfile.TemporaryDirectory(prefix="spark-sentiment-train-") as output_dir:
         trainer = build_trainer(cfg.train, model, tokenizer, train_tok, eval_tok, output_dir, report_to)
         trainer.train()
+        # the last epoch's evaluation (skipped in training, see FinalEvaluationByPredictCallback): the same
+        # eval_* metrics at the last step, in log_history and for every report_to integration
         final = trainer.predict(eval_tok, metric_key_prefix="eval")
+        trainer.log(dict(final.metrics))
     return Fitted(trainer.model, tokenizer, trainer.state.log_history, final.predictions, final.metrics)

@@ -79,7 +79,7 @@ def train_and_register(spark: SparkSession, cfg: TrainJobConfig, plan: TrainingS
         else:
             # The run is ours (started above), so Trainer's MLflow callback logs into it and does not end it.
             fitted = fit(cfg, train_ds, eval_ds, report_to=["mlflow"])
-        # tokenization, trainer.train() (per-epoch eval included) and the final eval pass
+        # tokenization, trainer.train() (eval after each epoch but the last) and the final eval pass
         phases["fit_seconds"] = time.perf_counter() - fit_started
         log_started = time.perf_counter()
         metrics = {"accuracy": fitted.metrics["eval_accuracy"], "f1": fitted.metrics["eval_f1"]}
