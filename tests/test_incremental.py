@@ -8,6 +8,7 @@ from delta.tables import DeltaTable
 from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 from spark_sentiment.scoring.job import score_table
+from stubs import KeywordPredictor
 
 
 def test_change_data_feed_scores_only_changes_and_deletes(spark, tiny_model, cdf_source, tmp_path):
@@ -36,6 +37,24 @@ def test_change_data_feed_scores_only_changes_and_deletes(spark, tiny_model, cdf
     after = {r["id"]: r["scored_at"] for r in spark.read.format("delta").load(str(out)).collect()}
     assert all(after[i] == scored_at[i] for i in (1, 4, 5, 6))  # untouched rows keep their first scoring
     assert score_table(spark, job(source, out)).status == "up_to_date"
+
+
+def test_last_run_is_found_behind_other_writers_commits(spark, tiny_model, cdf_source, tmp_path, monkeypatch):
+    """The job finds its previous run in the output's history past the first page of commits it reads
+    (here 2; other writers made 3 commits since), and so scores only the change (what is tested is the
+    history, so the keyword predictor labels)."""
+    from spark_sentiment.io import delta
+
+    monkeypatch.setattr(delta, "HISTORY_PAGE", 2)
+    out = tmp_path / "out"
+    assert score_table(spark, job(cdf_source, out), factory=KeywordPredictor).status == "succeeded"
+    for i in range(3):  # commits of another writer: no tag of ours
+        spark.sql(f"ALTER TABLE delta.`{out}` SET TBLPROPERTIES ('other.writer' = '{i}')")
+    change_source(spark, cdf_source)
+    third = score_table(spark, job(cdf_source, out), factory=KeywordPredictor)
+    assert (third.method, third.previous_input_version, third.rows_in) == ("change_data_feed", 1, 2)
+    assertDataFrameEqual(contents(spark, out), clean_result(spark, cdf_source, tmp_path, factory=KeywordPredictor))
+    assert score_table(spark, job(cdf_source, out), factory=KeywordPredictor).status == "up_to_date"
 
 
 def test_key_comparison_without_feed_can_keep_deleted_rows(spark, tiny_model, tmp_path):

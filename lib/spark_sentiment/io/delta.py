@@ -194,18 +194,33 @@ def table_version(spark: SparkSession, target: TableRef) -> int | None:
         return None
 
 
-def _tagged_commits(spark: SparkSession, target: TableRef, after: int | None = None) -> list[tuple[int, dict, Any]]:
-    """``(version, tag, operationMetrics)`` of our commits, newest first (optionally only after a version)."""
-    commits = history(spark, target).where(F.col("userMetadata").isNotNull())
-    if after is not None:
-        commits = commits.where(F.col("version") > after)
-    rows = commits.select("version", "userMetadata", "operationMetrics").orderBy(F.col("version").desc()).collect()
-    found = []
-    for row in rows:
-        tag = read_tag(row["userMetadata"])
-        if tag is not None:
-            found.append((int(row["version"]), tag, row["operationMetrics"]))
-    return found
+HISTORY_PAGE = 20  # commits read first when looking for our newest commits (see _tagged_commits)
+
+
+def _tagged_commits(spark: SparkSession, target: TableRef, after: int | None = None) -> Iterator[tuple[int, dict, Any]]:
+    """``(version, tag, operationMetrics)`` of our commits, newest first (optionally only after a version).
+
+    Read lazily: the newest ``HISTORY_PAGE`` commits first (``DESCRIBE HISTORY ... LIMIT``), the older ones
+    only if the caller reads past them. A scheduled job finds its last commit, or the one it just made, among
+    the newest few; ``DESCRIBE HISTORY`` without a limit reads every retained commit file of the table (30
+    days of them by default: one file per run of an hourly job, each a request on an object store).
+    """
+    columns = ("version", "userMetadata", "operationMetrics")
+    rows = history(spark, target, HISTORY_PAGE).select(*columns).collect()
+    older = len(rows) == HISTORY_PAGE
+    while rows:
+        rows.sort(key=lambda row: int(row["version"]), reverse=True)
+        for row in rows:
+            version = int(row["version"])
+            if after is not None and version <= after:
+                return
+            tag = read_tag(row["userMetadata"])
+            if tag is not None:
+                yield version, tag, row["operationMetrics"]
+        if not older:
+            return
+        oldest, older = int(rows[-1]["version"]), False
+        rows = history(spark, target).where(F.col("version") < oldest).select(*columns).collect()
 
 
 def last_tag(spark: SparkSession, target: TableRef, app_id: str, exists: bool | None = None) -> dict[str, Any] | None:
