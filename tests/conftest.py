@@ -13,6 +13,7 @@ import contextlib
 import io
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -406,7 +407,28 @@ def clean_result(spark, source, tmp_path, **kwargs):
 
 @pytest.fixture()
 def cdf_source(spark, tmp_path):
-    path = tmp_path / "reviews"
+    return keyed_source(spark, tmp_path / "reviews")
+
+
+def keyed_source(spark, path):
+    """The keyed input with a change data feed (``key_rows()``) at ``path``."""
     spark.createDataFrame(key_rows(), KEY_SCHEMA).write.format("delta").save(str(path))
     spark.sql(f"ALTER TABLE delta.`{path}` SET TBLPROPERTIES (delta.enableChangeDataFeed = true)")
     return path
+
+
+def prepared(spark, source, tmp_path, names):
+    """An incremental output scored once, then a change to the input (2 rows to upsert, 1 to delete), one copy
+    of the output per name; returns (outputs, rows before, version before, what a clean run gives). The
+    keyword predictor labels: what the fault tests test is the write."""
+    from spark_sentiment.scoring.job import score_table
+    from stubs import KeywordPredictor
+
+    first = tmp_path / "first"
+    score_table(spark, job(source, first), factory=KeywordPredictor)
+    change_source(spark, source)
+    outputs = {name: tmp_path / name for name in names}
+    for out in outputs.values():
+        shutil.copytree(first, out)
+    clean = clean_result(spark, source, tmp_path, factory=KeywordPredictor)
+    return outputs, contents(spark, first).collect(), versions(spark, first), clean

@@ -1,7 +1,8 @@
 """The out-of-process tests' processes: started at the beginning of the session, checked at its end.
 
-A standalone cluster with its submits (``tests/test_cluster.py``) and a Spark Connect server with its client
-(``tests/test_connect.py``) are processes of their own: cold JVMs and Python workers, ~2.5 minutes of wall
+A standalone cluster with its submits (``tests/test_cluster.py``), a Spark Connect server with its client
+(``tests/test_connect.py``) and a scoring job killed during its write (``tests/test_faults.py``) are
+processes of their own: cold JVMs and Python workers, ~2.5 minutes of wall
 time when run alone, much of it on one busy thread. The in-process tests leave about a quarter of the two
 cores idle (a driver plans a small query on one thread), so these processes run beside them: a session
 fixture prepares their inputs with the test session's Spark, one background thread then starts the
@@ -37,16 +38,18 @@ from conftest import (
     SMALL_DATA_CONF,
     TINY,
     free_port,
+    keyed_source,
     kill_group,
     labeled_rows,
     port_open,
+    prepared,
     submit_confs,
 )
 
 T = TypeVar("T")
 SPARK_BIN = Path(pyspark.__file__).parent / "bin"
 # The fixtures whose processes run in the background; conftest starts them first and orders their tests last.
-FIXTURES = ("connect_runs", "cluster_runs")
+FIXTURES = ("connect_runs", "cluster_runs", "killed_run")
 
 
 class Background:
@@ -395,3 +398,60 @@ def packed_env(runner: Background, root: Path) -> Path:
     archive = root / "env.tar.gz"
     venv_pack.pack(prefix=str(prefix), output=str(archive), compress_level=1)
     return archive
+
+
+# --- A scoring job SIGKILLed during its write (tests/test_faults.py) -------------------------------------------
+
+
+def resolved_jars(spark) -> str:
+    """The Delta jars the test session already resolved, handed to the jobs' JVMs (no Ivy round per job)."""
+    s3 = ("hadoop-aws", "awssdk", "analyticsaccelerator", "wildfly-openssl")  # the jobs here need no s3a
+    jars = [j for j in spark.sparkContext.getConf().get("spark.jars", "").split(",") if not any(n in j for n in s3)]
+    return ",".join(jars) if any("delta-spark" in j for j in jars) else ""
+
+
+def fault_job(tmp: Path, name: str, source, out, fault: str, jars: str) -> tuple[list[str], dict[str, str], Path]:
+    """``tests/fault_job.py`` scoring ``source`` into ``out`` incrementally with ``fault`` at its write:
+    ``(command, environment to add, go file)``. It starts its Spark session at once and runs the job when
+    the go file exists."""
+    sets_ = [f"input.path={source}", f"output.path={out}", "input.key_columns=[id]", "output.mode=incremental"]
+    conf = {
+        "spark.ui.enabled": "false",
+        "spark.sql.catalogImplementation": "in-memory",
+        **SMALL_DATA_CONF,
+        **({"spark.jars": jars} if jars else {}),
+    }
+    sets_ += [f"model.uri={TINY}", f"spark.conf={json.dumps(conf)}"]  # JSON is YAML
+    go = tmp / f"{name}.go"
+    env = {
+        "SPARK_SENTIMENT_DATA": str(tmp / name),
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO / "tests"), os.environ.get("PYTHONPATH")])),
+    }
+    return [PYTHON, "tests/fault_job.py", fault, "--go", str(go), *sets(*sets_)], env, go
+
+
+@dataclass
+class KilledRun:
+    """The job killed once its write put data files into ``output`` (a future of its ``CompletedProcess``),
+    its input, and the output's rows and version before it, and what a clean run gives."""
+
+    job: Future[subprocess.CompletedProcess]
+    source: Path
+    output: Path
+    before: list
+    version: int
+    clean: object  # a DataFrame over the clean run's output
+
+
+@pytest.fixture(scope="session")
+def killed_run(spark, tiny_model, background, tmp_path_factory) -> KilledRun:
+    """An incremental output scored once and a change to its input, prepared in this session; then, in the
+    background, a job process scoring the change into it whose whole process group (Python driver and JVM)
+    a real SIGKILL ends once the write has put data files into the output."""
+    tmp = tmp_path_factory.mktemp("killed")
+    source = keyed_source(spark, tmp / "reviews")
+    outputs, before, version, clean = prepared(spark, source, tmp, ["killed"])
+    command, env, go = fault_job(tmp, "killed", source, outputs["killed"], "kill:during_write", resolved_jars(spark))
+    go.touch()
+    job = background.submit(lambda: background.run(command, env=env))
+    return KilledRun(job, source, outputs["killed"], before, version, clean)

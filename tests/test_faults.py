@@ -3,7 +3,8 @@
 Real Spark and Delta throughout. The faults are the tests' own: a predictor factory that makes a worker
 exit, and write hooks that SIGKILL a job's process group (``tests/fault_job.py``), make the driver die, or
 hold two jobs at a barrier. Processes are started only where the process is the point: the kill during the
-write and the second racing driver. These tests label with the keyword predictor (what they test is the
+write (it runs in the background from the start of the session, see ``tests/out_of_process.py``) and the
+second racing driver. These tests label with the keyword predictor (what they test is the
 write), here and in the jobs they start. Every test asserts an invariant -- the output is the previous
 version or the complete new one, no row is lost or duplicated, one change is committed once -- not one
 particular schedule.
@@ -14,24 +15,13 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import (
-    PYTHON,
-    REPO,
-    SMALL_DATA_CONF,
-    TINY,
-    change_source,
-    clean_result,
-    contents,
-    job,
-    kill_group,
-    versions,
-)
+from conftest import REPO, change_source, clean_result, contents, job, kill_group, prepared, versions
 from fault_job import barrier
+from out_of_process import fault_job, resolved_jars
 from pyspark.testing import assertDataFrameEqual
 from spark_sentiment.scoring.hooks import WriteHooks
 from spark_sentiment.scoring.job import score_table
@@ -43,34 +33,23 @@ def referenced_files(spark, path) -> set[str]:
 
 
 @pytest.fixture(scope="module")
-def resolved_jars(spark) -> str:
-    """The Delta jars the test session already resolved, handed to the jobs' JVMs (no Ivy round per job)."""
-    s3 = ("hadoop-aws", "awssdk", "analyticsaccelerator", "wildfly-openssl")  # the jobs here need no s3a
-    jars = [j for j in spark.sparkContext.getConf().get("spark.jars", "").split(",") if not any(n in j for n in s3)]
-    return ",".join(jars) if any("delta-spark" in j for j in jars) else ""
+def jars(spark) -> str:
+    return resolved_jars(spark)
 
 
 def start_job(tmp_path: Path, name: str, source, out, fault: str, jars: str) -> tuple[subprocess.Popen, Path]:
     """``tests/fault_job.py`` in its own process group (the kill takes the whole group: Python and JVM).
     It starts its Spark session at once and runs the job when the returned file is created: the test
     prepares the tables meanwhile."""
-    sets = [f"input.path={source}", f"output.path={out}", "input.key_columns=[id]", "output.mode=incremental"]
-    conf = {
-        "spark.ui.enabled": "false",
-        "spark.sql.catalogImplementation": "in-memory",
-        **SMALL_DATA_CONF,
-        **({"spark.jars": jars} if jars else {}),
-    }
-    sets += [f"model.uri={TINY}", f"spark.conf={json.dumps(conf)}"]  # JSON is YAML
-    go = tmp_path / f"{name}.go"
-    args = [PYTHON, "tests/fault_job.py", fault, "--go", str(go), *sum((["--set", s] for s in sets), [])]
-    env = {
-        **os.environ,
-        "SPARK_SENTIMENT_DATA": str(tmp_path / name),
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO / "tests"), os.environ.get("PYTHONPATH")])),
-    }
+    args, env, go = fault_job(tmp_path, name, source, out, fault, jars)
     proc = subprocess.Popen(
-        args, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+        args,
+        cwd=REPO,
+        env={**os.environ, **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
     )
     return proc, go
 
@@ -102,19 +81,6 @@ def die(*_args) -> None:
     raise DriverDied()
 
 
-def prepared(spark, source, tmp_path, names):
-    """An incremental output scored once, then a change to the input (2 rows to upsert, 1 to delete), one copy
-    of the output per name; returns (outputs, rows before, version before, what a clean run gives)."""
-    first = tmp_path / "first"
-    score_table(spark, job(source, first), factory=KeywordPredictor)
-    change_source(spark, source)
-    outputs = {name: tmp_path / name for name in names}
-    for out in outputs.values():
-        shutil.copytree(first, out)
-    clean = clean_result(spark, source, tmp_path, factory=KeywordPredictor)
-    return outputs, contents(spark, first).collect(), versions(spark, first), clean
-
-
 def rerun_completes_then_finds_nothing(spark, source, out, committed: bool, clean) -> None:
     rerun = score_table(spark, job(source, out), factory=KeywordPredictor)
     assert rerun.status == ("up_to_date" if committed else "succeeded")
@@ -123,26 +89,22 @@ def rerun_completes_then_finds_nothing(spark, source, out, committed: bool, clea
 
 
 @pytest.mark.slow
-def test_driver_killed_during_the_write_leaves_previous_or_complete_table(
-    spark, tiny_model, cdf_source, tmp_path, resolved_jars
-):
+def test_driver_killed_during_the_write_leaves_previous_or_complete_table(spark, killed_run):
     """A real SIGKILL of the job's whole process group (Python driver and JVM) once the write has put data
-    files into the output: the one point where a dying process can leave something behind."""
-    out = tmp_path / "killed"
-    proc, go = start_job(tmp_path, "killed", cdf_source, out, "kill:during_write", resolved_jars)
-    with stopped_on_error(proc):
-        _, before, version, clean = prepared(spark, cdf_source, tmp_path, ["killed"])
-    go.touch()
-    log = proc.communicate(timeout=600)[0]
-    assert proc.returncode == -9, log[-3000:]
+    files into the output: the one point where a dying process can leave something behind. The job ran in
+    the background (``tests/out_of_process.py``); here its outcome is checked."""
+    run = killed_run
+    done = run.job.result()
+    assert done.returncode == -9, (done.stdout + done.stderr)[-3000:]
+    out, version, clean = run.output, run.version, run.clean
     committed = versions(spark, out) > version
     # Readers see the previous version or the complete new one, never anything in between.
-    assertDataFrameEqual(contents(spark, out), clean if committed else before)
+    assertDataFrameEqual(contents(spark, out), clean if committed else run.before)
     assert versions(spark, out) in (version, version + 1)
     if not committed:  # files the killed write left behind are referenced by no commit
         orphans = {f.name for f in out.glob("*.parquet")} - referenced_files(spark, out)
         print("killed before its commit;", len(orphans), "unreferenced data files")
-    rerun_completes_then_finds_nothing(spark, cdf_source, out, committed, clean)
+    rerun_completes_then_finds_nothing(spark, run.source, out, committed, clean)
 
 
 def test_driver_dying_just_before_or_after_the_write(spark, tiny_model, cdf_source, tmp_path):
@@ -162,15 +124,13 @@ def test_driver_dying_just_before_or_after_the_write(spark, tiny_model, cdf_sour
 
 
 @pytest.mark.slow
-def test_two_jobs_racing_on_one_output_neither_lose_nor_duplicate_rows(
-    spark, tiny_model, cdf_source, tmp_path, resolved_jars
-):
+def test_two_jobs_racing_on_one_output_neither_lose_nor_duplicate_rows(spark, tiny_model, cdf_source, tmp_path, jars):
     """Two drivers, each with its own JVM (a job process and this test session), meet at a barrier just
     before the write, so both planned the same change and both write it."""
     source = cdf_source
     out = tmp_path / "out"
     folder = tmp_path / "barrier"
-    proc, go = start_job(tmp_path, "other", source, out, f"barrier:{folder}:2", resolved_jars)
+    proc, go = start_job(tmp_path, "other", source, out, f"barrier:{folder}:2", jars)
     with stopped_on_error(proc):
         score_table(spark, job(source, out), factory=KeywordPredictor)
         change_source(spark, source)
