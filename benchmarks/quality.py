@@ -179,7 +179,7 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             trainer = build_trainer(cfg.train, model, tokenizer, train, evaluation, tmp, report_to=[])
             trainer.train()
-            train_seconds = time.perf_counter() - t0  # tokenizing + trainer.train() (per-epoch eval included)
+            train_seconds = time.perf_counter() - t0  # tokenizing + trainer.train() (eval after epochs but the last)
             package = Path(tmp) / "package"
             trainer.model.save_pretrained(package / "model")
             tokenizer.save_pretrained(package / "tokenizer")
