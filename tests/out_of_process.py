@@ -2,8 +2,8 @@
 
 A standalone cluster with its submits (``tests/test_cluster.py``), a Spark Connect server with its client
 (``tests/test_connect.py``) and a scoring job killed during its write (``tests/test_faults.py``) are
-processes of their own: cold JVMs and Python workers, ~2.5 minutes of wall
-time when run alone, much of it on one busy thread. The in-process tests leave about a quarter of the two
+processes of their own: cold JVMs and Python workers, ~3 minutes of wall time when run alone, much of it
+on one busy thread. The in-process tests leave about a quarter of the two
 cores idle (a driver plans a small query on one thread), so these processes run beside them: a session
 fixture prepares their inputs with the test session's Spark, one background thread then starts the
 processes one after another and keeps what they print, and the tests that check them run last (``conftest``
