@@ -9,6 +9,7 @@ from typing import Any
 import torch
 from transformers import DataCollatorWithPadding, PrinterCallback, Trainer, TrainerCallback, TrainingArguments
 
+from .compat import schedule_arguments, tokenizer_argument
 from .config import TrainSection
 from .metrics import classification_metrics
 
@@ -26,7 +27,8 @@ def precision_flags(train: TrainSection) -> dict[str, bool]:
 
 
 def training_arguments(train: TrainSection, output_dir: str, report_to: list[str] | None = None) -> TrainingArguments:
-    """The seed recipe's TrainingArguments (transformers 5 names), filled from the config."""
+    """The seed recipe's TrainingArguments, filled from the config (names as the installed transformers has
+    them: :mod:`.compat`)."""
     report_to = ["mlflow"] if report_to is None else report_to
     on_cpu = not torch.cuda.is_available()
     # Under torchrun on CPU (TorchDistributor without GPUs), accelerate only sets up DDP with use_cpu and
@@ -37,14 +39,12 @@ def training_arguments(train: TrainSection, output_dir: str, report_to: list[str
         ddp_backend="gloo" if on_cpu and several else None,
         output_dir=output_dir,
         learning_rate=train.learning_rate,
-        warmup_steps=train.warmup_ratio,  # a float < 1 is a ratio of the total steps in transformers 5
         num_train_epochs=train.epochs,
         max_steps=train.max_steps,
         per_device_train_batch_size=train.batch_size,
         per_device_eval_batch_size=train.eval_batch_size,
         weight_decay=train.weight_decay,
         optim=train.optim,
-        eval_strategy="epoch",
         save_strategy="no",
         logging_strategy="steps",
         logging_steps=train.logging_steps,
@@ -54,7 +54,7 @@ def training_arguments(train: TrainSection, output_dir: str, report_to: list[str
         dataloader_num_workers=train.dataloader_workers,
         dataloader_persistent_workers=train.dataloader_workers > 0,
         **precision_flags(train),
-        **({"train_sampling_strategy": "group_by_length"} if train.group_by_length else {}),
+        **schedule_arguments(train.warmup_ratio, "epoch", train.group_by_length),
     )
 
 
@@ -77,7 +77,7 @@ def build_trainer(
         args=training_arguments(train, output_dir, report_to),
         train_dataset=train_dataset,
         eval_dataset=eval_dataset,
-        processing_class=tokenizer,
+        **tokenizer_argument(tokenizer),
         data_collator=DataCollatorWithPadding(tokenizer, pad_to_multiple_of=train.pad_to_multiple_of),
         compute_metrics=classification_metrics,
     )

@@ -78,7 +78,9 @@ class TrainSection:
     epochs: float = option(2, "Training epochs (num_train_epochs).")
     max_steps: int = option(-1, "Stop after this many optimizer steps; -1 = run all epochs.")
     learning_rate: float = option(2e-5, "Peak AdamW learning rate.")
-    warmup_ratio: float = option(0.1, "Fraction of steps with linear warm-up (passed as warmup_steps=<float>).")
+    warmup_ratio: float = option(
+        0.1, "Fraction of steps with linear warm-up (warmup_ratio in transformers 4, warmup_steps=<float> in 5)."
+    )
     batch_size: int = option(16, "Per-device training batch size.")
     eval_batch_size: int = option(32, "Per-device evaluation batch size.")
     weight_decay: float = option(0.01, "AdamW weight decay.")
