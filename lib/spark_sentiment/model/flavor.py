@@ -15,19 +15,21 @@ from mlflow.models import Model, infer_signature
 from mlflow.models.model import ModelInfo
 from transformers import Pipeline, PreTrainedModel, PreTrainedTokenizerBase, pipeline
 
+from . import compat
 from . import window as window_module
 from .window import Window
 
 INPUT_EXAMPLE = ["I love this movie", "this movie was the worst, boring!"]
 # Exactly what a scoring environment needs. Passing these also keeps MLflow from importing torchvision
 # to infer pins, which fails where torchvision is absent.
-_RUNTIME_PACKAGES = ("mlflow", "torch", "transformers", "tokenizers", "safetensors", "accelerate", "pandas", "numpy")
+_RUNTIME_PACKAGES = ("torch", "transformers", "tokenizers", "safetensors", "accelerate", "pandas", "numpy")
 METADATA_KEY = "spark_sentiment_window"  # MLmodel metadata: the recorded window, for people and tools
 
 
 def pip_requirements() -> list[str]:
     """Pinned requirements of the logged model, read from the running environment."""
-    return [f"{name}=={importlib.metadata.version(name).split('+')[0]}" for name in _RUNTIME_PACKAGES]
+    mlflow_pin = f"{compat.mlflow_distribution()}=={compat.mlflow_version()}"
+    return [mlflow_pin] + [f"{name}=={importlib.metadata.version(name).split('+')[0]}" for name in _RUNTIME_PACKAGES]
 
 
 def build_pipeline(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, batch_size: int = 8) -> Pipeline:
@@ -46,29 +48,41 @@ def _save_windowed(path: str, mlflow_model: Model, *, window: Window, **kwargs) 
         )
     pyfunc = mlflow_model.flavors["python_function"]
     pyfunc["loader_module"] = window_module.CODE_MODULE
+    tokenizer_type = compat.portable_tokenizer_type(kwargs["transformers_model"].tokenizer)
+    if tokenizer_type and "tokenizer_type" in mlflow_model.flavors.get("transformers", {}):
+        mlflow_model.flavors["transformers"]["tokenizer_type"] = tokenizer_type  # older releases load it
     mlflow_model.save(str(Path(path) / "MLmodel"))
 
 
-def log_pipeline(pipe: Pipeline, registered_name: str | None, window: Window, name: str = "model") -> ModelInfo:
+def log_pipeline(
+    pipe: Pipeline, registered_name: str | None, window: Window, name: str = "model"
+) -> tuple[ModelInfo, str | None]:
     """Log ``pipe`` with the transformers flavor in the active run and register it under ``registered_name``.
 
     ``window`` (strategy and max length) is recorded with the model: ``mlflow.pyfunc.load_model`` and
     ``spark_udf`` read each review through it (a ``model_config`` given to them overrides it), and the native
     engine reads it from the MLmodel. ``mlflow.transformers.load_model`` returns the bare pipeline, which
     reads the head: call it with ``truncation=True``, or tokenize with :func:`.window.encode`.
+
+    Returns
+    -------
+    tuple
+        The ``ModelInfo`` and the registered version (None when ``registered_name`` is None).
     """
     signature = infer_signature(INPUT_EXAMPLE, pd.DataFrame({"label": ["POSITIVE"], "score": [0.5]}))
     flavor = types.SimpleNamespace(save_model=functools.partial(_save_windowed, window=window))
-    return Model.log(
-        artifact_path=None,
-        name=name,
+    info = Model.log(
         flavor=flavor,
         flavor_name="transformers",
-        registered_model_name=registered_name,
         metadata={METADATA_KEY: window.to_config()},
         transformers_model=pipe,
         task="text-classification",
         input_example=INPUT_EXAMPLE,
         signature=signature,
         pip_requirements=pip_requirements(),
+        **compat.model_location(name),
     )
+    if registered_name is None:
+        return info, None
+    # registered here, not by Model.log: MLflow 2's ModelInfo does not say which version it registered
+    return info, str(mlflow.register_model(info.model_uri, registered_name).version)

@@ -5,11 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import mlflow
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from ..core.errors import ModelError
+from .compat import get_logged_model
 from .uri import parse_model_uri
 
 CHAMPION = "champion"
@@ -71,7 +71,7 @@ def resolve_model(uri: str) -> ResolvedModel:
     client = MlflowClient()
     try:
         if parsed.kind == "logged":
-            mlflow.get_logged_model(parsed.name)
+            get_logged_model(parsed.name, uri)
             return ResolvedModel(uri, uri)
         if parsed.kind == "registered":
             name, version = parsed.name, parsed.version
@@ -108,7 +108,7 @@ def training_run_id(resolved: ResolvedModel) -> str | None:
         if parsed.kind == "run":
             return parsed.run_id
         if parsed.kind == "logged":
-            return mlflow.get_logged_model(parsed.name).source_run_id
+            return get_logged_model(parsed.name, resolved.uri).source_run_id
     except MlflowException:
         return None
     return None

@@ -90,8 +90,7 @@ def train_and_register(spark: SparkSession, cfg: TrainJobConfig, plan: TrainingS
         examples = {text: pipe(text, truncation=True)[0]["label"] for text in flavor.INPUT_EXAMPLE}
         window = cfg.scoring_window().clamp(int(getattr(model.config, "max_position_embeddings", 512)))
         mlflow.log_params({"window": window.strategy, "window_max_length": window.max_length})
-        info = flavor.log_pipeline(pipe, cfg.registry.name, window)
-        version = str(info.registered_model_version)
+        _, version = flavor.log_pipeline(pipe, cfg.registry.name, window)
         if request:
             registry.tag_request(cfg.registry.name, version, request)
             mlflow.set_tag(registry.REQUEST_TAG, request)
