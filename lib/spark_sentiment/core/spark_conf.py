@@ -30,10 +30,18 @@ def delta_maven_coordinate(spark_version: str | None = None, delta_version: str 
     """Maven coordinate of the Delta jars for a Spark and Delta release, by default those of the installed
     pyspark and delta-spark wheels (a scheduler host without them, e.g. Airflow's, passes the cluster's).
 
-    From Delta 4.1 the artifact carries the Spark line: ``io.delta:delta-spark_<major.minor>_2.13:<version>``.
+    Delta 3.x (Spark 3.5) is built for Scala 2.12: ``io.delta:delta-spark_2.12:<version>``; Delta 4.0
+    (Spark 4.0) for Scala 2.13: ``io.delta:delta-spark_2.13:4.0.x``; from Delta 4.1 the artifact also
+    carries the Spark line: ``io.delta:delta-spark_<major.minor>_2.13:<version>``.
     """
     spark_line = ".".join((spark_version or importlib.metadata.version("pyspark")).split(".")[:2])
-    return f"io.delta:delta-spark_{spark_line}_2.13:{delta_version or importlib.metadata.version('delta-spark')}"
+    delta = delta_version or importlib.metadata.version("delta-spark")
+    major_minor = tuple(int(part) for part in delta.split(".")[:2])
+    if major_minor < (4, 0):
+        return f"io.delta:delta-spark_2.12:{delta}"
+    if major_minor < (4, 1):
+        return f"io.delta:delta-spark_2.13:{delta}"
+    return f"io.delta:delta-spark_{spark_line}_2.13:{delta}"
 
 
 def spark_hadoop_version() -> str:
