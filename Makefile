@@ -21,7 +21,7 @@ help:
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON_BOOT) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -c constraints.txt -e '.[spark,test]'
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[spark,mlflow,embedded,test]'
 	@touch $@
 
 install: $(STAMP)

