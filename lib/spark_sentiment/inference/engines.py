@@ -20,6 +20,7 @@ from pyspark.sql import functions as F
 
 from ..config.sections import ScoreSection
 from ..core.errors import ModelError
+from ..model import compat
 from ..model.registry import ResolvedModel
 from .package import ModelPackage, build_package, ship, verify
 from .predictor import Predictor, PredictorFactory, PredictorOptions, resolve_window
@@ -90,12 +91,21 @@ def mlflow_udf(spark: SparkSession, resolved: ResolvedModel, package: ModelPacka
             f"model {resolved.label}: engine mlflow cannot read the {window.strategy} of a review with a model "
             "logged without a truncation window (its pyfunc reads the head); use engine native"
         )
+    config_argument = {"model_config": model_config}
+    if not compat.spark_udf_takes_model_config():  # MLflow < 2.13: the model reads as it was logged
+        if not (package.window_recorded and model_config == package.window.to_config()):
+            raise ModelError(
+                f"model {resolved.label}: engine mlflow under MLflow {compat.mlflow_version()} reads reviews only "
+                f"through the recorded window ({package.window.to_config()}), not {model_config}; use engine "
+                "native, or leave score.truncation/max_length unset"
+            )
+        config_argument = {}
     udf = mlflow.pyfunc.spark_udf(
         spark,
         model_uri=resolved.uri,
         result_type="label string, score double",
         env_manager="local",
-        model_config=model_config,
+        **config_argument,
     )
 
     def apply(column: Column) -> Column:
@@ -124,7 +134,8 @@ def scoring_function(
         raw = shipped_native_udf(spark, resolved, options, factory)
 
     def score(column: Column) -> Column:
-        text = F.make_valid_utf8(column)
+        # Spark 4 replaces invalid UTF-8 bytes; Spark 3.5 has no such function (its strings pass as they are).
+        text = F.make_valid_utf8(column) if hasattr(F, "make_valid_utf8") else column
         return F.when(scorable(text), raw(text))
 
     score.rows = getattr(raw, "rows", None)  # type: ignore[attr-defined]  # rows scored so far, if counted

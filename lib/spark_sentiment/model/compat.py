@@ -7,6 +7,9 @@ version numbers.
 | where ``Model.log`` puts a model | ``artifact_path=`` in the run | ``name=``: a logged model, ``models:/m-<id>`` |
 | ``models:/m-<id>`` URIs | do not exist: refused with the MLflow release named | ``mlflow.get_logged_model`` |
 
+transformers takes a model's dtype in ``from_pretrained`` as ``torch_dtype=`` before 4.56, ``dtype=`` from 4.56.
+MLflow is imported inside the functions that need it: executors import this module without it.
+
 Models are saved so that the oldest supported releases read them: transformers 5 has one tokenizer class
 per model (``BertTokenizer``, backed by the ``tokenizers`` library) where transformers 4 had a slow
 ``BertTokenizer`` (which needs ``vocab.txt``) and a fast ``BertTokenizerFast`` (``tokenizer.json``).
@@ -20,9 +23,6 @@ from __future__ import annotations
 import importlib.metadata
 import inspect
 from typing import Any
-
-import mlflow
-from mlflow.models import Model
 
 from ..core.errors import ModelError
 
@@ -44,12 +44,16 @@ def mlflow_version() -> str:
 
 def has_logged_models() -> bool:
     """Whether this MLflow has logged models (``models:/m-<id>``, MLflow 3)."""
+    import mlflow
+
     return hasattr(mlflow, "get_logged_model")
 
 
 def model_location(name: str) -> dict[str, Any]:
     """``Model.log`` keywords that place the model under ``name``: a logged model named ``name`` (MLflow 3),
     or the run's artifact folder ``name`` (MLflow 2)."""
+    from mlflow.models import Model
+
     if "name" in inspect.signature(Model.log).parameters:
         return {"artifact_path": None, "name": name}
     return {"artifact_path": name}
@@ -62,6 +66,8 @@ def get_logged_model(model_id: str, uri: str) -> Any:
             f"model URI {uri}: logged models (models:/m-<id>) need MLflow 3; this runtime has MLflow "
             f"{mlflow_version()} (use models:/Name/<version>, models:/Name@alias or runs:/<run_id>/model)"
         )
+    import mlflow
+
     return mlflow.get_logged_model(model_id)
 
 
@@ -75,3 +81,16 @@ def portable_tokenizer_type(tokenizer: Any) -> str | None:
         return None
     fast = getattr(transformers, f"{name}Fast", None)
     return f"{name}Fast" if fast is type(tokenizer) else None
+
+
+def dtype_argument(dtype: Any) -> dict[str, Any]:
+    """The ``from_pretrained`` keyword that loads weights in ``dtype`` (see the module docstring)."""
+    release = tuple(int(part) for part in importlib.metadata.version("transformers").split(".")[:2])
+    return {"dtype": dtype} if release >= (4, 56) else {"torch_dtype": dtype}
+
+
+def spark_udf_takes_model_config() -> bool:
+    """Whether ``mlflow.pyfunc.spark_udf`` takes ``model_config`` (MLflow 2.13 and later)."""
+    import mlflow.pyfunc
+
+    return "model_config" in inspect.signature(mlflow.pyfunc.spark_udf).parameters
