@@ -17,7 +17,7 @@ import logging
 from contextlib import contextmanager
 from typing import Iterator
 
-from py4j.protocol import Py4JJavaError
+from py4j.protocol import Py4JError, Py4JJavaError
 from pyspark.sql import SparkSession
 
 from ..core.errors import DataError
@@ -46,8 +46,9 @@ def writable_features(spark: SparkSession) -> set[str] | None:
         jvm = spark.sparkContext._jvm
         features = jvm.org.apache.spark.sql.delta.TableFeature.allSupportedFeaturesMap().keySet()
         return {name.lower() for name in str(features.mkString("\n")).split("\n") if name}  # one gateway call
-    except (NotImplementedError, TypeError, AttributeError, Py4JJavaError) as exc:
-        # No gateway (Spark Connect) or a Delta Lake without this class: Delta still checks at commit time.
+    except (NotImplementedError, TypeError, AttributeError, Py4JError) as exc:
+        # No gateway (Spark Connect), or a Delta Lake without this method (Delta 3.x, Spark 3.5: py4j's
+        # "does not exist in the JVM"): Delta still checks at commit time.
         log.info("cannot list the table features this Delta Lake writes (%s); Delta checks them at commit", exc)
         return None
 

@@ -202,7 +202,9 @@ def _load_pyfunc(path: str, model_config: Optional[dict[str, Any]] = None) -> Wi
     recorded model_config, merged with any ``model_config`` the caller passes to ``load_model``/``spark_udf``)."""
     from mlflow.transformers import _load_pyfunc as load_transformers_pyfunc  # the flavor's own pyfunc loader
 
-    pipeline = load_transformers_pyfunc(path).get_raw_model()
+    wrapper = load_transformers_pyfunc(path)
+    # MLflow 2.13+ hands the pipeline out with get_raw_model(); older releases keep it as .pipeline
+    pipeline = wrapper.get_raw_model() if hasattr(wrapper, "get_raw_model") else wrapper.pipeline
     config = dict(model_config or {})
     window = Window.from_config(config, int(pipeline.tokenizer.model_max_length))
     return WindowedClassifier(pipeline, window, int(getattr(pipeline, "_batch_size", None) or 8))
