@@ -12,11 +12,12 @@ export IMDB_DATA SPARK_SENTIMENT_DATA
 
 PYTEST_ARGS ?=
 
-.PHONY: install jars airflow-env demo test test-fast soak lint clean help
+.PHONY: install jars airflow-env demo test test-fast soak lint clean help runtime-venvs test-runtimes
 
 help:
 	@echo "make demo   - create the venv if missing, train + register on embedded defaults, score a Delta table"
 	@echo "make test   - install if missing and run the test suite (everything but GPU tests)"
+	@echo "make test-runtimes - the runtime matrix: each runtimes/*.toml package set, the wheel on top, end to end"
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON_BOOT) -m venv $(VENV)
@@ -68,11 +69,21 @@ soak: install
 	$(PY) -m pytest -m soak $(PYTEST_ARGS)
 
 lint: install
-	$(VENV)/bin/ruff check lib jobs tests benchmarks docs
-	$(VENV)/bin/ruff format --check lib jobs tests benchmarks docs
+	$(VENV)/bin/ruff check lib jobs tests benchmarks docs runtimes
+	$(VENV)/bin/ruff format --check lib jobs tests benchmarks docs runtimes
 
 test-fast: install
 	$(PY) -m pytest -m "not gpu and not slow and not soak" $(PYTEST_ARGS)
+
+# The runtime matrix (runtimes/matrix.py): a venv per managed runtime's package set, built once into .runtimes/
+# (uv hard-links shared wheels between them), the wheel installed on top, the core path end to end through the
+# console entry points; one table of profile x step. RUNTIMES="fabric-1.3 latest" runs some (CI does).
+RUNTIMES ?=
+runtime-venvs: install
+	$(PY) runtimes/matrix.py --venv-only $(RUNTIMES)
+
+test-runtimes: install
+	$(PY) runtimes/matrix.py $(RUNTIMES)
 
 clean:
 	rm -rf data .pytest_cache

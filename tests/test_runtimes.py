@@ -1,0 +1,131 @@
+"""The runtime profiles (``runtimes/*.toml``) as data: each names its source and its exact package set, and the
+wheel's declared ranges accept every one of them as it is. What the profiles' venvs do end to end is the
+runtime matrix's business (``make test-runtimes``; CI runs Fabric 1.3 and latest)."""
+
+from __future__ import annotations
+
+import sys
+import tomllib
+
+import pytest
+from conftest import REPO
+from packaging.requirements import Requirement
+from packaging.specifiers import SpecifierSet
+
+sys.path.insert(0, str(REPO / "runtimes"))
+import matrix  # noqa: E402
+
+PROFILES = matrix.profile_names()
+REQUIRED = [
+    "fabric-1.3",
+    "fabric-2.0",
+    "databricks-16.4-lts-ml",
+    "databricks-17.3-lts-ml",
+    "databricks-18-lts-ml",
+    "databricks-serverless-v4",
+    "latest",
+]
+# what every profile must pin, from the runtime or as what the wheel adds there
+IMPORTED = [
+    "pyspark",
+    "mlflow-skinny",
+    "transformers",
+    "tokenizers",
+    "safetensors",
+    "torch",
+    "accelerate",
+    "datasets",
+    "pandas",
+    "pyarrow",
+    "numpy",
+    "scikit-learn",
+    "matplotlib",
+    "psutil",
+    "pyyaml",
+]
+
+
+def project() -> dict:
+    with (REPO / "pyproject.toml").open("rb") as handle:
+        return tomllib.load(handle)["project"]
+
+
+def test_the_runtimes_the_issue_names_have_profiles():
+    assert set(REQUIRED) <= set(PROFILES), set(REQUIRED) - set(PROFILES)
+
+
+@pytest.mark.parametrize("name", PROFILES)
+def test_profile_is_complete_and_cites_its_source(name):
+    profile = matrix.load_profile(name)
+    data = profile.data
+    assert data["name"] == name
+    for key in ("platform", "runtime", "source", "python", "java", "spark"):
+        assert data.get(key), f"{name}: {key} missing"
+    assert "2026-" in data["source"], f"{name}: the source must say when it was read"
+    assert data["python"] in ("3.11", "3.12", "3.13")
+    missing = [package for package in IMPORTED if package not in profile.pins]
+    assert not missing, f"{name}: no version for {missing}"
+    assert profile.pins["pyspark"] == data["spark"]
+    assert "delta-spark" in profile.pins or data.get("remote_only"), f"{name}: a JVM runtime needs delta-spark"
+    for version in profile.pins.values():
+        assert version[0].isdigit() and "*" not in version, f"{name}: {version!r} is not an exact version"
+    # the runtime's own packages and what the wheel adds there are different things
+    assert not set(data.get("packages", {})) & set(data.get("added", {}))
+    if data.get("added"):
+        assert "added" in data.get("differences", {}), f"{name}: say why packages are added"
+
+
+@pytest.mark.parametrize("name", PROFILES)
+def test_the_wheel_ranges_accept_the_runtime_as_it_is(name):
+    """What pip checks first: every requirement of the wheel (and of [spark], [mlflow]) that names a package
+    of the profile accepts the profile's version, and the profile's Python is one the wheel takes."""
+    profile = matrix.load_profile(name)
+    meta = project()
+    assert SpecifierSet(meta["requires-python"]).contains(f"{profile.data['python']}.0")
+    requirements = [Requirement(r) for r in meta["dependencies"]]
+    requirements += [Requirement(r) for r in meta["optional-dependencies"]["spark"]]
+    pins = {matrix.canonical(n): v for n, v in profile.pins.items()}
+    refused = [
+        f"{req} refuses {pins[matrix.canonical(req.name)]}"
+        for req in requirements
+        if matrix.canonical(req.name) in pins and not req.specifier.contains(pins[matrix.canonical(req.name)], True)
+    ]
+    assert not refused, f"{name}: {refused}"
+
+
+def test_delta_jars_for_each_profile_are_the_ones_maven_has():
+    from spark_sentiment.core.spark_conf import delta_maven_coordinate
+
+    coordinates = {
+        name: delta_maven_coordinate(p.data["spark"], p.data["delta"])
+        for name in PROFILES
+        if (p := matrix.load_profile(name)).data.get("delta")
+    }
+    assert coordinates["fabric-1.3"] == "io.delta:delta-spark_2.12:3.2.1"
+    assert coordinates["databricks-16.4-lts-ml"] == "io.delta:delta-spark_2.12:3.2.0"
+    assert coordinates["databricks-17.3-lts-ml"] == "io.delta:delta-spark_2.13:4.0.0"
+    assert coordinates["databricks-18-lts-ml"] == "io.delta:delta-spark_4.1_2.13:4.1.0"
+    assert coordinates["fabric-2.0"] == "io.delta:delta-spark_4.1_2.13:4.2.0"
+    assert coordinates["latest"] == "io.delta:delta-spark_4.2_2.13:4.4.0"
+
+
+def test_latest_is_the_tested_set():
+    """``latest`` pins exactly what constraints.txt (the suite's own environment) has."""
+    pins = {}
+    for line in (REPO / "constraints.txt").read_text().splitlines():
+        if "==" in line and not line.startswith("#"):
+            package, version = line.split("==")
+            pins[matrix.canonical(package)] = version
+    latest = matrix.load_profile("latest")
+    differ = {
+        n: (v, pins.get(matrix.canonical(n))) for n, v in latest.pins.items() if pins.get(matrix.canonical(n)) != v
+    }
+    assert not differ, differ
+
+
+def test_the_matrix_table_names_the_cpu_and_every_cell():
+    runs = {"a": {"venv": ("ok", 1.0, ""), "train": ("FAIL", 2.5, "boom")}, "b": {"venv": ("ok", 0.1, "")}}
+    text = matrix.table(runs)
+    assert "| train" in text and "FAIL 2.5s" in text and "ok 0.1s" in text
+    assert text.splitlines()[-1].rstrip().endswith("-  |") or "| -" in text  # b never trained: a dash
+    assert matrix.cpu_model()
