@@ -83,9 +83,13 @@ def portable_tokenizer_type(tokenizer: Any) -> str | None:
     return f"{name}Fast" if fast is type(tokenizer) else None
 
 
+def transformers_version() -> str:
+    return importlib.metadata.version("transformers")
+
+
 def dtype_argument(dtype: Any) -> dict[str, Any]:
     """The ``from_pretrained`` keyword that loads weights in ``dtype`` (see the module docstring)."""
-    release = tuple(int(part) for part in importlib.metadata.version("transformers").split(".")[:2])
+    release = tuple(int(part) for part in transformers_version().split(".")[:2])
     return {"dtype": dtype} if release >= (4, 56) else {"torch_dtype": dtype}
 
 

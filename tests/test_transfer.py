@@ -1,0 +1,86 @@
+"""``spark-sentiment-model import``: a registered version exported with MLflow's artifact download lands in
+another MLflow store as a new version with its alias, origin and labels; bad input writes nothing there. The
+move across releases (latest -> Fabric 1.3's MLflow 2.12 and transformers 4.37) is the runtime matrix's
+``--move`` (make test-runtimes; CI)."""
+
+from __future__ import annotations
+
+import json
+
+import mlflow
+import pandas as pd
+import pytest
+import yaml
+from conftest import NEGATIVE, POSITIVE, call_main
+from spark_sentiment.model.transfer import SOURCE_TAG, main
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def other_store(tmp_path):
+    """A second MLflow store; the session's tracking and registry URIs are restored afterwards."""
+    tracking, registry = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
+    yield f"sqlite:///{tmp_path}/other/mlflow.db"
+    mlflow.set_tracking_uri(tracking)
+    mlflow.set_registry_uri(registry)
+
+
+def test_an_exported_version_is_registered_in_another_store_with_its_labels(tiny_model, tmp_path, other_store):
+    export = tmp_path / "export"
+    # what `mlflow artifacts download --artifact-uri models:/TinySentiment/1 --dst-path export` does
+    mlflow.artifacts.download_artifacts(artifact_uri=tiny_model["model_uri"], dst_path=str(export))
+    source_model = mlflow.pyfunc.load_model(tiny_model["model_uri"])
+    (tmp_path / "other").mkdir()
+
+    args = ["import", str(export), "--name", "Moved", "--alias", "champion", "--tracking-uri", other_store]
+    code, out, err = call_main(main, args)
+    assert code == 0, err[-3000:]
+    summary = json.loads(out.strip().splitlines()[-1])
+    assert (summary["status"], summary["version"], summary["aliases"]) == ("imported", "1", ["champion"])
+    recorded = yaml.safe_load((export / "MLmodel").read_text())["metadata"]["spark_sentiment_window"]
+    assert summary["window"] == recorded and summary["labels"] == {"0": "NEGATIVE", "1": "POSITIVE"}
+
+    client = mlflow.MlflowClient(other_store, other_store)
+    version = client.get_model_version_by_alias("Moved", "champion")
+    assert str(version.version) == "1"
+    assert json.loads(version.tags[SOURCE_TAG])["source"] == str(export)
+    texts = pd.Series(POSITIVE + NEGATIVE)
+    moved = mlflow.pyfunc.load_model("models:/Moved@champion").predict(texts)
+    pd.testing.assert_frame_equal(moved, source_model.predict(texts))
+
+    # a second import is a new version; the alias follows it
+    code, out, err = call_main(main, args)
+    assert code == 0, err[-3000:]
+    assert str(client.get_model_version_by_alias("Moved", "champion").version) == "2"
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ({}, "no MLmodel file"),
+        ({"MLmodel": "flavors:\n  sklearn: {}\n"}, "not a transformers model with a pyfunc flavor"),
+        ({"MLmodel": "flavors: [unclosed\n"}, "MLmodel is not valid YAML"),
+        (
+            {"MLmodel": "flavors:\n  transformers: {model_binary: model}\n  python_function: {}\n"},
+            "the weights folder 'model' named by MLmodel is missing",
+        ),
+    ],
+)
+def test_a_folder_that_is_no_model_is_refused_and_nothing_is_written(tmp_path, other_store, content, message):
+    folder = tmp_path / "not-a-model"
+    folder.mkdir()
+    for name, text in content.items():
+        (folder / name).write_text(text)
+    store = tmp_path / "other"
+    code, out, err = call_main(main, ["import", str(folder), "--name", "Moved", "--tracking-uri", other_store])
+    assert code == 2
+    assert err.strip().splitlines()[-1].startswith(f"error: model source {folder}: {message}"), err[-2000:]
+    assert not store.exists()  # not even the store's database file
+
+
+def test_a_missing_source_is_named(tmp_path, other_store):
+    code, out, err = call_main(
+        main, ["import", str(tmp_path / "nowhere"), "--name", "M", "--tracking-uri", other_store]
+    )
+    assert code == 2 and err.strip().splitlines()[-1] == f"error: model source {tmp_path / 'nowhere'}: no such folder"
