@@ -476,6 +476,8 @@ def end_to_end(run: Path_) -> None:
         if run.step("train v2", lambda: train(run, seed=7, steps=8)):
             run.step("evaluate", lambda: evaluate(run))
         run.step("runs table", lambda: check_runs(run))
+        if int(run.profile.data["spark"].split(".")[0]) < 4:
+            run.step("connect refused", lambda: connect_refused(run))
         if server and not run.profile.remote_only:
             if run.step("connect-server", server.start):
                 run.step(
@@ -485,6 +487,18 @@ def end_to_end(run: Path_) -> None:
     finally:
         if server:
             server.stop()
+
+
+def connect_refused(run: Path_) -> str:
+    """A Spark 3.5 Connect client cannot run the jobs: one error line, exit 2, before any work (no server is
+    needed to find out)."""
+    env = run.env()
+    env["SPARK_REMOTE"] = "sc://127.0.0.1:1"
+    command = [str(run.bin / "spark-sentiment-score"), *sets("input.table=reviews", "output.table=never")]
+    result = subprocess.run(command, cwd=run.scratch, env=env, capture_output=True, text=True, timeout=300)
+    last = (result.stderr.strip().splitlines() or [""])[-1]
+    expect(result.returncode == 2 and last.startswith("error: SPARK_REMOTE="), f"exit {result.returncode}: {last}")
+    return last[:90] + "..."
 
 
 def check_sql(run: Path_) -> str:

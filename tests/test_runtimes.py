@@ -129,3 +129,14 @@ def test_the_matrix_table_names_the_cpu_and_every_cell():
     assert "| train" in text and "FAIL 2.5s" in text and "ok 0.1s" in text
     assert text.splitlines()[-1].rstrip().endswith("-  |") or "| -" in text  # b never trained: a dash
     assert matrix.cpu_model()
+
+
+def test_a_connect_client_older_than_spark_4_is_refused_with_the_reason(monkeypatch):
+    """Spark 3.5's Connect DataFrame has no localCheckpoint (the matrix runs the real 3.5 client: 'connect
+    refused'); the check reads the client's API, so this pyspark passes and one without the method does not."""
+    from pyspark.sql.connect.dataframe import DataFrame
+    from spark_sentiment.core.session import connect_client_problem
+
+    assert connect_client_problem() is None
+    monkeypatch.delattr(DataFrame, "localCheckpoint")
+    assert "has no DataFrame.localCheckpoint" in connect_client_problem()

@@ -22,6 +22,7 @@ from typing import Any, Mapping
 from pyspark import SparkConf
 from pyspark.sql import SparkSession
 
+from .errors import ConfigError
 from .paths import data_dir
 from .spark_conf import DELTA_CONF, DELTA_EXTENSION, delta_maven_coordinate, local_catalog
 
@@ -56,6 +57,24 @@ def _cluster_session(builder: SparkSession.Builder, conf: Mapping[str, Any] | No
     return builder.getOrCreate()
 
 
+def connect_client_problem() -> str | None:
+    """Why this pyspark's Spark Connect client cannot run the jobs, or None. Feature-detected: Spark 3.5's
+    Connect DataFrame has no ``localCheckpoint`` (4.0 added it), which the jobs use to score each row once."""
+    import pyspark
+
+    try:
+        from pyspark.sql.connect.dataframe import DataFrame as ConnectDataFrame
+    except ImportError as exc:
+        return f"the Spark Connect client needs pyspark[connect]'s packages ({exc})"
+    if "localCheckpoint" not in vars(ConnectDataFrame):
+        return (
+            f"the Spark Connect client of pyspark {pyspark.__version__} has no DataFrame.localCheckpoint, which the "
+            "jobs need (Spark Connect clients from pyspark 4.0 have it); run the job on the cluster (spark-submit, a "
+            "notebook) or from a pyspark>=4.0 client"
+        )
+    return None
+
+
 def get_spark(
     app_name: str = "spark-sentiment",
     conf: Mapping[str, Any] | None = None,
@@ -83,6 +102,9 @@ def get_spark(
         return active
     remote = os.environ.get("SPARK_REMOTE")
     if remote:  # a Spark Connect client: the server owns Spark, Delta and the catalog; only runtime confs
+        problem = connect_client_problem()
+        if problem:
+            raise ConfigError(f"SPARK_REMOTE={remote}: {problem}")
         spark = SparkSession.builder.remote(remote).getOrCreate()
         for key, value in {**JOB_CONF, **{k: str(v) for k, v in (conf or {}).items()}}.items():
             spark.conf.set(key, value)

@@ -44,8 +44,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from ..core.session import get_spark, is_local
 
-    spark = get_spark("spark-sentiment-sql")
     try:
+        spark = get_spark("spark-sentiment-sql")
         if args.function:
             tracking.configure(MlflowSection(), local=is_local(spark))
             register_sentiment_function(spark, args.function)

@@ -53,8 +53,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from ..core.session import get_spark
 
-    spark = get_spark("spark-sentiment-ingest")
     try:
+        spark = get_spark("spark-sentiment-ingest")
         rows = ingest(spark, args.source, TableRef.of(args.path, args.table), args.split, args.limit, args.mode)
     except SentimentError as exc:
         print(f"error: {exc}", file=sys.stderr)
