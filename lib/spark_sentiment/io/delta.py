@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, TypeVar
 
-from delta import exceptions as delta_exceptions  # also turns Delta's Java conflicts into these classes
+from py4j.protocol import Py4JError
 from pyspark.errors import AnalysisException
 from pyspark.sql import DataFrame, Row, SparkSession
 from pyspark.sql import functions as F
@@ -40,16 +40,39 @@ MARKER = "spark_sentiment"  # key of our tag inside a commit's userMetadata JSON
 OP_COLUMN = "__spark_sentiment_op"  # upsert | delete, only inside the MERGE source
 
 # Delta's optimistic-concurrency failures: the commit lost a race and nothing of it was stored.
-CONFLICTS: tuple[type[Exception], ...] = (
-    delta_exceptions.DeltaConcurrentModificationException,
-    delta_exceptions.ConcurrentWriteException,
-    delta_exceptions.MetadataChangedException,
-    delta_exceptions.ProtocolChangedException,
-    delta_exceptions.ConcurrentAppendException,
-    delta_exceptions.ConcurrentDeleteReadException,
-    delta_exceptions.ConcurrentDeleteDeleteException,
-    delta_exceptions.ConcurrentTransactionException,
+_CONFLICT_NAMES = (
+    "DeltaConcurrentModificationException",
+    "ConcurrentWriteException",
+    "MetadataChangedException",
+    "ProtocolChangedException",
+    "ConcurrentAppendException",
+    "ConcurrentDeleteReadException",
+    "ConcurrentDeleteDeleteException",
+    "ConcurrentTransactionException",
 )
+try:  # importing it also makes pyspark raise Delta's Java conflicts as these Python classes
+    from delta import exceptions as delta_exceptions
+except ImportError:  # delta-spark 4.0.0's wheel has no delta.exceptions: conflicts are told by their Java class
+    delta_exceptions = None
+CONFLICTS: tuple[type[Exception], ...] = tuple(
+    getattr(delta_exceptions, name) for name in _CONFLICT_NAMES if hasattr(delta_exceptions, name)
+)
+
+
+def is_conflict(exc: BaseException) -> bool:
+    """Whether ``exc`` is a Delta commit conflict: one of Delta's Python classes, or (where delta-spark has
+    none) a Java exception of one of those classes as pyspark raises it."""
+    if CONFLICTS and isinstance(exc, CONFLICTS):
+        return True
+    origin = getattr(exc, "java_exception", None) or getattr(exc, "_origin", None)
+    if origin is None:
+        return False
+    try:
+        java_class = str(origin.getClass().getName())
+    except Py4JError:  # the gateway is gone: not something a retry would mend
+        return False
+    return java_class.startswith("io.delta.exceptions.") and java_class.rsplit(".", 1)[-1] in _CONFLICT_NAMES
+
 
 _TXN_APP_ID = "spark.databricks.delta.write.txnAppId"
 _TXN_VERSION = "spark.databricks.delta.write.txnVersion"
@@ -339,7 +362,9 @@ def retry_on_conflict(what: str, attempt: Callable[[], T], retries: int) -> tupl
     while True:
         try:
             return attempt(), number
-        except CONFLICTS as exc:
+        except Exception as exc:  # noqa: BLE001 - only conflicts are retried; everything else is raised as it is
+            if not is_conflict(exc):
+                raise
             first = str(exc).splitlines()[0]
             if number > retries:
                 raise DataError(
