@@ -31,6 +31,7 @@ import sys
 import tempfile
 import time
 import tomllib
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -204,7 +205,7 @@ def expect(condition: bool, message: str) -> None:
 
 
 @dataclass
-class Path_:
+class Run:
     """One profile's end-to-end run: its venv, scratch folder and environment, and the step results."""
 
     profile: Profile
@@ -239,10 +240,20 @@ class Path_:
         return env
 
     def job(self, entry: str, *args: str, remote: bool = False, ok=(0,), timeout: float = 900):
+        """Run ``spark-sentiment-<entry>``; its output is kept in ``logs/`` of the scratch folder."""
         command = [str(self.bin / f"spark-sentiment-{entry}"), *args]
-        return run_checked(
-            command, self.scratch, env=self.env(remote or self.profile.remote_only), ok=ok, timeout=timeout
-        )
+        logs = self.scratch / "logs"
+        logs.mkdir(exist_ok=True)
+        log = logs / f"{len(list(logs.iterdir())):02d}-{entry}.log"
+        try:
+            result = run_checked(
+                command, self.scratch, env=self.env(remote or self.profile.remote_only), ok=ok, timeout=timeout
+            )
+        except StepFailed as exc:
+            log.write_text(" ".join(command) + "\n" + str(exc))
+            raise
+        log.write_text(" ".join(command) + "\n" + result.stdout + "\n" + result.stderr)
+        return result
 
     def step(self, name: str, body: Callable[[], str | None]) -> bool:
         started = time.perf_counter()
@@ -251,13 +262,14 @@ class Path_:
         except (StepFailed, subprocess.TimeoutExpired) as exc:
             self.results[name] = ("FAIL", time.perf_counter() - started, str(exc))
             print(
-                f"  {name}: FAIL {self.results[name][1]:.1f}s\n    " + str(exc).replace("\n", "\n    "),
+                f"{self.profile.name}: {name}: FAIL {self.results[name][1]:.1f}s\n    "
+                + str(exc).replace("\n", "\n    "),
                 file=sys.stderr,
                 flush=True,
             )
             return False
         self.results[name] = ("ok", time.perf_counter() - started, note)
-        print(f"  {name}: ok {self.results[name][1]:.1f}s {note}", file=sys.stderr, flush=True)
+        print(f"{self.profile.name}: {name}: ok {self.results[name][1]:.1f}s {note}", file=sys.stderr, flush=True)
         return True
 
 
@@ -274,12 +286,15 @@ SMALL_DATA_CONF = {
 }
 
 
-def prepare(run: Path_) -> None:
+def prepare(run: Run, lane: str) -> None:
+    """The run's spark-defaults.conf: small-data settings and an Ivy cache of the lane's own (lanes running
+    side by side must not resolve Delta's jars into one cache at once)."""
+    conf = {**SMALL_DATA_CONF, "spark.jars.ivy": str(CACHE / run.profile.name / f"ivy-{lane}")}
     (run.scratch / "conf").mkdir(parents=True, exist_ok=True)
-    (run.scratch / "conf" / "spark-defaults.conf").write_text("".join(f"{k} {v}\n" for k, v in SMALL_DATA_CONF.items()))
+    (run.scratch / "conf" / "spark-defaults.conf").write_text("".join(f"{k} {v}\n" for k, v in conf.items()))
 
 
-def install_wheel(run: Path_) -> str:
+def install_wheel(run: Run) -> str:
     """pip (as a user would) installs the wheel on the runtime's packages; none of them may change. Compared
     with the venv as it was built (the runtime alone)."""
     pip = [str(run.bin / "python"), "-m", "pip", "--disable-pip-version-check"]
@@ -298,7 +313,7 @@ def install_wheel(run: Path_) -> str:
     return "added " + ", ".join(added)
 
 
-def train(run: Path_, seed: int, steps: int) -> str:
+def train(run: Run, seed: int, steps: int) -> str:
     """A tiny model fine-tuned on real IMDB reviews, logged and registered (version + aliases)."""
     summary = last_json(
         run.job(
@@ -321,7 +336,7 @@ def train(run: Path_, seed: int, steps: int) -> str:
     return f"v{summary['model_version']} @{' @'.join(summary.get('aliases') or [])}"
 
 
-def score(run: Path_, engine: str, mode: str, table: str, remote: bool = False, **expected: Any) -> str:
+def score(run: Run, engine: str, mode: str, table: str, remote: bool = False, **expected: Any) -> str:
     summary_path = run.scratch / "summaries" / f"{table}-{engine}-{mode}.json"
     result = run.job(
         "score",
@@ -348,13 +363,13 @@ def score(run: Path_, engine: str, mode: str, table: str, remote: bool = False, 
     return f"{summary['status']}, {summary.get('rows_scored')} rows"
 
 
-def sql(run: Path_, *statements: str, function: bool = False) -> list[dict]:
+def sql(run: Run, *statements: str, function: bool = False) -> list[dict]:
     args = ["--function", f"models:/{MODEL}@champion"] if function else []
     result = run.job("sql", *args, *statements)
     return [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
 
 
-def evaluate(run: Path_) -> str:
+def evaluate(run: Run) -> str:
     """The new candidate (v2) against the champion (v1) on labeled IMDB test reviews; promoted or kept, the
     champion alias must say the same."""
     result = run.job(
@@ -383,7 +398,7 @@ def evaluate(run: Path_) -> str:
     )
 
 
-def registered_alias(run: Path_, alias: str) -> str:
+def registered_alias(run: Run, alias: str) -> str:
     code = (
         "import mlflow, os, sys\n"
         "mlflow.set_tracking_uri('sqlite:///' + os.environ['SPARK_SENTIMENT_DATA'] + '/mlflow/mlflow.db')\n"
@@ -395,7 +410,7 @@ def registered_alias(run: Path_, alias: str) -> str:
 class ConnectServer:
     """A Spark Connect server from the profile's own pyspark (its jars), Delta from Maven, on loopback."""
 
-    def __init__(self, run: Path_):
+    def __init__(self, run: Run):
         self.run = run
         self.port = free_port()
         self.process: subprocess.Popen | None = None
@@ -407,11 +422,13 @@ class ConnectServer:
         code = (
             "import json, os, sys, pyspark\n"
             "from spark_sentiment.core.spark_conf import DELTA_CONF, delta_maven_coordinate, local_catalog\n"
-            "print(json.dumps([os.path.dirname(pyspark.__file__), delta_maven_coordinate(),"
+            "print(json.dumps([os.path.dirname(pyspark.__file__), delta_maven_coordinate(sys.argv[2], sys.argv[3]),"
             " {**DELTA_CONF, **local_catalog(sys.argv[1])}]))\n"
         )
+        # the server's Delta is the profile's (a Connect-only client has no delta-spark of its own)
+        versions = [run.profile.data["spark"], run.profile.data["delta"]]
         python = str(run.bin / "python")
-        found = run_checked([python, "-c", code, str(run.scratch / "data")], run.scratch, env=run.env())
+        found = run_checked([python, "-c", code, str(run.scratch / "data"), *versions], run.scratch, env=run.env())
         spark_home, delta, catalog = json.loads(found.stdout.strip().splitlines()[-1])
         confs = {
             **catalog,
@@ -445,7 +462,7 @@ class ConnectServer:
                 self.process.wait()
 
 
-def end_to_end(run: Path_) -> None:
+def end_to_end(run: Run) -> None:
     """train -> register with aliases -> land reviews -> score (both engines: overwrite, merge, incremental and
     its no-op rerun) -> SQL function and label agreement -> second version, evaluate and promote -> summary
     files and the runs table -> the scoring job over Spark Connect."""
@@ -475,7 +492,6 @@ def end_to_end(run: Path_) -> None:
         run.step("sql", lambda: check_sql(run))
         if run.step("train v2", lambda: train(run, seed=7, steps=8)):
             run.step("evaluate", lambda: evaluate(run))
-        run.step("runs table", lambda: check_runs(run))
         if int(run.profile.data["spark"].split(".")[0]) < 4:
             run.step("connect refused", lambda: connect_refused(run))
         if server and not run.profile.remote_only:
@@ -489,7 +505,7 @@ def end_to_end(run: Path_) -> None:
             server.stop()
 
 
-def connect_refused(run: Path_) -> str:
+def connect_refused(run: Run) -> str:
     """A Spark 3.5 Connect client cannot run the jobs: one error line, exit 2, before any work (no server is
     needed to find out)."""
     env = run.env()
@@ -501,28 +517,23 @@ def connect_refused(run: Path_) -> str:
     return last[:90] + "..."
 
 
-def check_sql(run: Path_) -> str:
+def check_sql(run: Run) -> str:
+    """The SQL function, both engines' labels compared in SQL, and every scoring run in the runs table."""
     rows = sql(
         run,
         "SELECT count(*) AS n FROM scored_native",
         "SELECT count(*) AS differ FROM scored_native a JOIN scored_mlflow b USING (review_id) "
         "WHERE a.text_sentiment <> b.text_sentiment OR a.sentiment_model <> b.sentiment_model",
         "SELECT count(*) AS labeled FROM (SELECT sentiment(text).label AS label FROM reviews) WHERE label IS NOT NULL",
+        "SELECT job, status, count(*) AS runs FROM runs GROUP BY job, status ORDER BY job, status",
         function=True,
     )
     expect(rows[0]["n"] == REVIEWS, f"scored_native has {rows[0]['n']} rows, expected {REVIEWS}")
     expect(rows[1]["differ"] == 0, f"{rows[1]['differ']} reviews labeled differently by the two engines")
     expect(rows[2]["labeled"] == REVIEWS, f"sentiment(text) labeled {rows[2]['labeled']} of {REVIEWS}")
-    return f"{REVIEWS} rows, engines agree, sentiment() labels {rows[2]['labeled']}"
-
-
-def check_runs(run: Path_) -> str:
-    rows = sql(run, "SELECT job, status, count(*) AS runs FROM runs GROUP BY job, status ORDER BY job, status")
-    counts = {(r["job"], r["status"]): r["runs"] for r in rows}
-    scored = sum(n for (job, _), n in counts.items() if job == "score")
-    expect(scored >= 7, f"the runs table has {scored} scoring runs, expected 7: {counts}")
-    expect(counts.get(("score", "up_to_date")) == 1, f"no up_to_date run recorded: {counts}")
-    return ", ".join(f"{job} {status} x{n}" for (job, status), n in counts.items())
+    counts = {(r["job"], r["status"]): r["runs"] for r in rows[3:]}
+    expect(counts == {("score", "succeeded"): 6, ("score", "up_to_date"): 1}, f"the runs table has {counts}")
+    return f"{REVIEWS} rows, engines agree, sentiment() labels {rows[2]['labeled']}, runs table: 6 + 1 no-op"
 
 
 # --- the model move ------------------------------------------------------------------------------------------
@@ -531,16 +542,15 @@ MOVED = "SentimentAnalysis"
 MOVE_REVIEWS = 500
 
 
-def labels_of(run: Path_, table: str, remote: bool = False) -> dict[str, str]:
+def labels_of(run: Run, table: str, remote: bool = False) -> dict[str, str]:
     rows = sql(run, f"SELECT review_id, text_sentiment FROM {table}")
     return {str(r["review_id"]): r["text_sentiment"] for r in rows}
 
 
-def model_move(source: Path_, target: Path_, results: dict[str, tuple[str, float, str]]) -> None:
+def model_move(source: Run, target: Run, results: dict[str, tuple[str, float, str]]) -> None:
     """Train and register in ``source``; export the version with MLflow's CLI there; import it into
     ``target``'s own store with ``spark-sentiment-model import``; score the same reviews with both engines
     and ``mlflow.pyfunc`` there; the labels must equal the source's."""
-    source.results = target.results = results
     export = source.scratch / "export"
     labels: dict[str, dict[str, str]] = {}
 
@@ -550,12 +560,12 @@ def model_move(source: Path_, target: Path_, results: dict[str, tuple[str, float
                 "train",
                 *sets(
                     f"data.path={IMDB}",
-                    "data.train_rows=400",
-                    "data.eval_rows=100",
+                    "data.train_rows=1000",
+                    "data.eval_rows=200",
                     "model.base=embedded:all-MiniLM-L6-v2",
                     "model.score_max_length=256",
                     "train.epochs=1",
-                    "train.max_length=128",
+                    "train.max_length=96",
                     "train.truncation=head_tail",
                     "train.learning_rate=1e-4",
                     "train.batch_size=16",
@@ -564,9 +574,9 @@ def model_move(source: Path_, target: Path_, results: dict[str, tuple[str, float
                 ),
             )
         )
-        return f"{summary['model']} accuracy {summary['metrics']['accuracy']:.3f} on {summary.get('eval_rows', 100)}"
+        return f"{summary['model']}, eval accuracy {summary['metrics']['accuracy']:.3f} (200 reviews)"
 
-    def score_in(run: Path_, engine: str, key: str) -> str:
+    def score_in(run: Run, engine: str, key: str) -> str:
         ingest = ["--source", IMDB, "--split", "test", "--table", "move_reviews", "--limit", str(MOVE_REVIEWS)]
         if not (run.scratch / "data" / "warehouse" / "move_reviews").exists():
             last_json(run.job("ingest", *ingest))
@@ -660,28 +670,19 @@ def model_move(source: Path_, target: Path_, results: dict[str, tuple[str, float
     target.step("move: pyfunc (target)", pyfunc)
 
 
-def move_between(spec: str, runs: dict, venvs: dict[str, Path], keep: bool, log: Callable[[str], None]) -> dict:
-    """``--move SOURCE:TARGET`` after the profiles' own runs (which installed the wheel in both venvs)."""
+def move_lane(spec: str, runs: dict, scratches: list[Path]) -> Callable[[], None] | None:
+    """``--move SOURCE:TARGET``: both profiles must be in this run with the wheel installed."""
     names = spec.split(":")
-    results: dict[str, tuple[str, float, str]] = {}
-    if len(names) != 2 or any(n not in venvs or runs[n].get("install", ("FAIL",))[0] != "ok" for n in names):
+    results = runs["model move"]
+    if len(names) != 2 or any(runs.get(n, {}).get("install", ("FAIL",))[0] != "ok" for n in names):
         results["move"] = ("FAIL", 0.0, f"--move {spec}: both profiles must be in this run and installed")
-        return results
+        return None
     ends = []
     for name in names:
-        scratch = Path(tempfile.mkdtemp(prefix=f"move-{name}-"))
-        ends.append(Path_(load_profile(name), venvs[name], scratch, Path()))
-        prepare(ends[-1])
-    log(f"model move {names[0]} -> {names[1]} in {ends[0].scratch} and {ends[1].scratch}")
-    try:
-        model_move(ends[0], ends[1], results)
-    finally:
-        for end in ends:
-            if keep:
-                log(f"  kept {end.scratch}")
-            else:
-                shutil.rmtree(end.scratch, ignore_errors=True)
-    return results
+        end = Run(load_profile(name), CACHE / name / "venv", new_scratch(f"move-{name}", scratches), Path(), results)
+        prepare(end, "move")
+        ends.append(end)
+    return lambda: model_move(ends[0], ends[1], results)
 
 
 def count(labels: dict[str, str]) -> str:
@@ -753,17 +754,22 @@ def main(argv: list[str] | None = None) -> int:
         metavar="SOURCE:TARGET",
         help="also move a model trained in SOURCE's venv into TARGET's MLflow store and compare labels there",
     )
+    parser.add_argument(
+        "--jobs", type=int, default=1, help="profiles (and the move) run side by side, each in its own folders"
+    )
     args = parser.parse_args(argv)
     profiles = [load_profile(name) for name in (args.profiles or profile_names())]
 
     def log(message: str) -> None:
         print(message, file=sys.stderr, flush=True)
 
+    started_all = time.perf_counter()
     runs: dict[str, dict[str, tuple[str, float, str]]] = {}
-    venvs: dict[str, Path] = {}
+    lanes: list[tuple[str, Callable[[], None]]] = []
+    scratches: list[Path] = []
     with tempfile.TemporaryDirectory(prefix="matrix-wheel-") as dist:
         wheel = None if args.venv_only else build_wheel(Path(dist))
-        for profile in profiles:
+        for profile in profiles:  # venvs and installs one after another: uv and pip share caches
             results: dict[str, tuple[str, float, str]] = {}
             runs[profile.name] = results
             started = time.perf_counter()
@@ -771,26 +777,32 @@ def main(argv: list[str] | None = None) -> int:
                 venv, built = build_venv(profile, log)
             except (StepFailed, subprocess.TimeoutExpired) as exc:
                 results["venv"] = ("FAIL", time.perf_counter() - started, str(exc))
-                log("  venv: FAIL\n    " + str(exc).replace("\n", "\n    "))
+                log(f"{profile.name}: venv: FAIL\n    " + str(exc).replace("\n", "\n    "))
                 continue
             results["venv"] = ("ok", time.perf_counter() - started, "built" if built else "cached")
-            venvs[profile.name] = venv
             if args.venv_only:
                 continue
-            scratch = Path(tempfile.mkdtemp(prefix=f"matrix-{profile.name}-"))
-            run = Path_(profile, venv, scratch, wheel)
-            run.results = results
-            prepare(run)
-            log(f"{profile.name}: end to end in {scratch}")
+            run = Run(profile, venv, new_scratch(profile.name, scratches), wheel, results)
+            prepare(run, "e2e")
             if run.step("install", lambda r=run: install_wheel(r)):
-                end_to_end(run)
-            if args.keep:
-                log(f"  kept {scratch}")
-            else:
-                shutil.rmtree(scratch, ignore_errors=True)
+                lanes.append((profile.name, lambda r=run: end_to_end(r)))
         if args.move:
-            runs["model move"] = move_between(args.move, runs, venvs, args.keep, log)
-    print(f"Runtime matrix on {cpu_model()} ({os.cpu_count()} cores), {time.strftime('%Y-%m-%d')}")
+            runs["model move"] = {}
+            lane = move_lane(args.move, runs, scratches)
+            if lane:
+                lanes.append(("model move", lane))
+        if lanes:
+            log(f"{len(lanes)} lanes, {args.jobs} at a time: " + ", ".join(name for name, _ in lanes))
+        with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+            for future in [pool.submit(lane) for _, lane in lanes]:
+                future.result()
+    for scratch in scratches:
+        if args.keep:
+            log(f"kept {scratch}")
+        else:
+            shutil.rmtree(scratch, ignore_errors=True)
+    minutes = (time.perf_counter() - started_all) / 60
+    print(f"Runtime matrix on {cpu_model()} ({os.cpu_count()} cores), {time.strftime('%Y-%m-%d')}: {minutes:.1f} min")
     print(table(runs))
     if args.json:
         Path(args.json).write_text(json.dumps(runs, indent=1))
@@ -798,6 +810,11 @@ def main(argv: list[str] | None = None) -> int:
     if failed:
         print("failed: " + ", ".join(f"{p}/{s}" for p, s in failed))
     return 1 if failed else 0
+
+
+def new_scratch(name: str, scratches: list[Path]) -> Path:
+    scratches.append(Path(tempfile.mkdtemp(prefix=f"matrix-{name}-")))
+    return scratches[-1]
 
 
 if __name__ == "__main__":

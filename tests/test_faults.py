@@ -155,3 +155,26 @@ def test_two_jobs_racing_on_one_output_neither_lose_nor_duplicate_rows(spark, ti
     result = contents(spark, out)
     assert result.count() == result.select("id").distinct().count() == 6
     assertDataFrameEqual(result, clean_result(spark, source, tmp_path, factory=KeywordPredictor))
+
+
+def test_a_delta_conflict_is_retried_without_deltas_python_classes(spark, monkeypatch):
+    """delta-spark 4.0.0's wheel has no ``delta.exceptions``: pyspark then raises Delta's Java conflict as it
+    is, and the retry tells it by its Java class (a real one, made in the session's JVM)."""
+    from py4j.protocol import Py4JJavaError
+    from spark_sentiment.io import delta as delta_io
+
+    monkeypatch.setattr(delta_io, "CONFLICTS", ())  # as under delta-spark 4.0.0
+    conflict = Py4JJavaError("o1.save", spark._jvm.io.delta.exceptions.ConcurrentAppendException("lost a race"))
+    other = Py4JJavaError("o1.save", spark._jvm.java.lang.IllegalStateException("not a conflict"))
+    assert delta_io.is_conflict(conflict) and not delta_io.is_conflict(other)
+    attempts = iter([conflict, None])
+
+    def attempt() -> str:
+        error = next(attempts)
+        if error is not None:
+            raise error
+        return "committed"
+
+    assert delta_io.retry_on_conflict("output t", attempt, retries=1) == ("committed", 2)
+    with pytest.raises(Py4JJavaError):
+        delta_io.retry_on_conflict("output t", lambda: (_ for _ in ()).throw(other), retries=1)
