@@ -19,10 +19,13 @@ help:
 	@echo "make test   - install if missing and run the test suite (everything but GPU tests)"
 	@echo "make test-runtimes - the runtime matrix: each runtimes/*.toml package set, the wheel on top, end to end"
 
+# uv installs the exact set from its cache, which the runtime matrix's venvs share (hard links: one copy of
+# torch's CUDA build on disk for the venv and the `latest` profile); pip stays in the venv for users' commands.
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON_BOOT) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -c constraints.txt -e '.[spark,mlflow,embedded,test]'
+	$(PY) -m pip install --quiet -c constraints.txt uv
+	$(VENV)/bin/uv pip install --quiet --compile-bytecode --python $(PY) -c constraints.txt -e '.[spark,mlflow,embedded,test]'
 	@touch $@
 
 install: $(STAMP)
@@ -77,13 +80,20 @@ test-fast: install
 
 # The runtime matrix (runtimes/matrix.py): a venv per managed runtime's package set, built once into .runtimes/
 # (uv hard-links shared wheels between them), the wheel installed on top, the core path end to end through the
-# console entry points; one table of profile x step. RUNTIMES="fabric-1.3 latest" runs some (CI does).
+# console entry points, and the model move from latest into Fabric 1.3's MLflow; one table of profile x step.
+# RUNTIMES="fabric-1.3 latest" runs some (CI does, with MOVE_MODEL=tiny); MATRIX_JOBS profiles run side by side
+# (on 2 cores one at a time is as fast: each job keeps both busy).
 RUNTIMES ?=
+MATRIX_JOBS ?= 1
+MOVE_MODEL ?= minilm
+MOVE_REVIEWS ?= 500
+MOVE ?= $(if $(RUNTIMES),$(if $(and $(filter latest,$(RUNTIMES)),$(filter fabric-1.3,$(RUNTIMES))),latest:fabric-1.3),latest:fabric-1.3)
 runtime-venvs: install
 	$(PY) runtimes/matrix.py --venv-only $(RUNTIMES)
 
 test-runtimes: install
-	$(PY) runtimes/matrix.py $(RUNTIMES)
+	$(PY) runtimes/matrix.py --jobs $(MATRIX_JOBS) $(if $(MOVE),--move $(MOVE) --move-model $(MOVE_MODEL) \
+	    --move-reviews $(MOVE_REVIEWS)) $(RUNTIMES)
 
 clean:
 	rm -rf data .pytest_cache
