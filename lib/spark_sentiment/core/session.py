@@ -66,6 +66,11 @@ def connect_client_problem() -> str | None:
         from pyspark.sql.connect.dataframe import DataFrame as ConnectDataFrame
     except ImportError as exc:
         return f"the Spark Connect client needs pyspark[connect]'s packages ({exc})"
+    except Exception as exc:  # noqa: BLE001 - e.g. protobuf's VersionError: a client built for another protobuf
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        return (
+            f"the Spark Connect client of pyspark {pyspark.__version__} cannot be loaded: {type(exc).__name__}: {first}"
+        )
     if "localCheckpoint" not in vars(ConnectDataFrame):
         return (
             f"the Spark Connect client of pyspark {pyspark.__version__} has no DataFrame.localCheckpoint, which the "
