@@ -546,9 +546,10 @@ def check_sql(run: Run) -> str:
 MOVED = "SentimentAnalysis"
 
 
-def labels_of(run: Run, table: str) -> dict[str, str]:
-    rows = sql(run, f"SELECT review_id, text_sentiment FROM {table}")
-    return {str(r["review_id"]): r["text_sentiment"] for r in rows}
+def labels_of(run: Run, table: str) -> dict[str, tuple[str, float]]:
+    """``review_id -> (label, score)`` of a scored table."""
+    rows = sql(run, f"SELECT review_id, text_sentiment, text_sentiment_score FROM {table}")
+    return {str(r["review_id"]): (r["text_sentiment"], float(r["text_sentiment_score"])) for r in rows}
 
 
 # What the moved model is trained as: MiniLM fine-tuned on 1,000 IMDB reviews (a model that has learned
@@ -581,7 +582,7 @@ def model_move(source: Run, target: Run, results: dict[str, tuple[str, float, st
     ``target``'s own store with ``spark-sentiment-model import``; score the same ``reviews`` with both engines
     and ``mlflow.pyfunc`` there; the labels must equal the source's."""
     export = source.scratch / "export"
-    labels: dict[str, dict[str, str]] = {}
+    labels: dict[str, dict[str, tuple[str, float]]] = {}
 
     def train_source() -> str:
         settings = (f"data.path={IMDB}", *MOVE_MODELS[model], "train.truncation=head_tail", "train.precision=fp32")
@@ -611,26 +612,31 @@ def model_move(source: Run, target: Run, results: dict[str, tuple[str, float, st
 
     def source_labels() -> str:
         labels["source"] = labels_of(source, "move_native")
-        return f"{len(labels['source'])} reviews: {count(labels['source'])}"
+        return f"{len(labels['source'])} reviews: {count({k: v[0] for k, v in labels['source'].items()})}"
 
     def target_labels() -> str:
         """Both engines' labels in the target, in one SQL job, each compared with the source's."""
         rows = sql(
             target,
-            "SELECT n.review_id, n.text, n.text_sentiment AS native, m.text_sentiment AS mlflow "
+            "SELECT n.review_id, n.text, n.text_sentiment AS native, n.text_sentiment_score AS native_score, "
+            "m.text_sentiment AS mlflow, m.text_sentiment_score AS mlflow_score "
             "FROM move_native n JOIN move_mlflow m USING (review_id)",
         )
         (target.scratch / "texts.json").write_text(json.dumps([{k: r[k] for k in ("review_id", "text")} for r in rows]))
         for engine in ENGINES:
-            labels[engine] = {str(r["review_id"]): r[engine] for r in rows}
+            labels[engine] = {str(r["review_id"]): (r[engine], float(r[f"{engine}_score"])) for r in rows}
         return "; ".join(f"{engine}: {compare(engine)}" for engine in ENGINES)
 
     def compare(key: str) -> str:
+        """Labels equal, and scores (the label's probability) within 1e-3 of the source's: fp32 on both sides,
+        only torch's kernels differ between the releases."""
         reference, found = labels["source"], labels[key]
         expect(set(found) == set(reference), f"{key}: {len(found)} reviews, the source scored {len(reference)}")
-        differ = sorted(k for k in reference if reference[k] != found[k])
+        differ = sorted(k for k in reference if reference[k][0] != found[k][0])
         expect(not differ, f"{key}: {len(differ)} of {len(reference)} labels differ from the source's: {differ[:5]}")
-        return f"{len(reference)}/{len(reference)} labels equal the source's"
+        drift = max(abs(reference[k][1] - found[k][1]) for k in reference)
+        expect(drift < 1e-3, f"{key}: scores differ from the source's by up to {drift:.2e}")
+        return f"{len(reference)}/{len(reference)} labels equal the source's, scores within {drift:.1e}"
 
     def exported() -> str:
         env = source.env()  # its MLFLOW_TRACKING_URI is the source's store
@@ -671,10 +677,11 @@ def model_move(source: Run, target: Run, results: dict[str, tuple[str, float, st
             f"model = mlflow.pyfunc.load_model('models:/{MOVED}@champion')\n"
             "rows = json.load(open(sys.argv[1]))\n"
             "out = model.predict(pd.Series([r['text'] for r in rows]))\n"
-            "print(json.dumps(dict(zip([str(r['review_id']) for r in rows], list(out['label'])))))\n"
+            "ids = [str(r['review_id']) for r in rows]\n"
+            "print(json.dumps(dict(zip(ids, zip(out['label'], out['score'].astype(float))))))\n"
         )
         result = run_checked([str(target.bin / "python"), "-c", code, str(texts)], target.scratch, env=target.env())
-        labels["pyfunc"] = json.loads(result.stdout.strip().splitlines()[-1])
+        labels["pyfunc"] = {k: tuple(v) for k, v in json.loads(result.stdout.strip().splitlines()[-1]).items()}
         return compare("pyfunc")
 
     if not source.step("move: train (source)", train_source):
