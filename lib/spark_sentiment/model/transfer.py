@@ -43,7 +43,7 @@ def _local_copy(source: str, into: Path) -> Path:
     path = Path(source).expanduser()
     if path.is_dir():
         return path
-    if "://" not in source and ":/" not in source:
+    if ":/" not in source:  # neither scheme:// nor file:/ -- a folder that is not there
         raise ModelError(f"model source {source}: no such folder")
     import mlflow
 
@@ -126,13 +126,14 @@ def import_model(source: str, name: str, aliases: Sequence[str], mlflow_section:
     import mlflow
 
     from . import tracking
+    from .flavor import METADATA_KEY
 
     mlflow.set_tracking_uri(tracking.tracking_uri(mlflow_section, local=True))  # a models:/ source is read here
     with tempfile.TemporaryDirectory(prefix="spark-sentiment-import-") as tmp:
         folder = _local_copy(source, Path(tmp) / "download")
         spec = read_mlmodel(folder, source)
         loaded = check_loads(folder, spec, source)
-        window = (spec.get("metadata") or {}).get("spark_sentiment_window")
+        window = (spec.get("metadata") or {}).get(METADATA_KEY)
         staged = Path(tmp) / "model"
         shutil.copytree(folder, staged)
         tracking.configure(mlflow_section, local=True)  # the first write: the experiment, if new
