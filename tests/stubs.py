@@ -91,3 +91,28 @@ class SlowFactory:
 
         seconds = self.seconds
         return Slow()
+
+
+@dataclass(frozen=True)
+class SteadyFactory:
+    """The keyword predictor, taking ``seconds`` per row in mini-batches of ``batch`` rows and reporting each
+    mini-batch to ``progress`` as the real predictor does: a task that runs long enough to watch its rows rise."""
+
+    seconds: float
+    batch: int = 2
+
+    def __call__(self, model_dir: str, options, gpu_address: str | None = None):
+        import time
+
+        inner = KeywordPredictor(model_dir, options, gpu_address)
+        seconds, size = self.seconds, self.batch
+
+        class Steady:
+            def predict(self, texts: pd.Series, progress=None) -> pd.DataFrame:
+                for start in range(0, len(texts), size):
+                    time.sleep(seconds * len(texts.iloc[start : start + size]))
+                    if progress is not None:
+                        progress(len(texts.iloc[start : start + size]))
+                return inner.predict(texts)
+
+        return Steady()

@@ -112,12 +112,13 @@ def test_progress_lines_during_a_multi_partition_scoring_run(spark, tiny_model, 
     lines = [r.getMessage() for r in caplog.records if r.name == "spark_sentiment.scoring.progress"]
     assert len(lines) >= 3, lines  # six 1 s partitions on two cores: about 3 s of scoring
     done = [tuple(map(int, line.split("tasks ")[1].split(" ")[0].split("/"))) for line in lines]
-    assert all(line.startswith(f"scoring delta:{source}: tasks ") for line in lines), lines
+    assert all(line.startswith(f"scoring delta:{source}: ") for line in lines), lines
+    assert {total for _, total in done} == {6}  # the scoring stage's own tasks: the input's count is not in it
     assert [d for d, _ in done] == sorted(d for d, _ in done)  # never goes back
-    assert done[-1][0] == done[-1][1] and "100%" in lines[-1]  # the last line: everything done
+    assert done[-1][0] == done[-1][1] and "(100%)" in lines[-1]  # the last line: everything done
     assert any("ETA" in line for line in lines[:-1]), lines
     # The native engine counts texts as it goes; two text columns, so 80 texts are 40 rows.
-    assert lines[-1].split("failed, ")[1].startswith("40 rows (")
+    assert lines[-1].split(": ", 1)[1].startswith("40 of 40 rows (100%), ")
     history = MlflowClient().get_metric_history(summary.mlflow_run_id, "progress_fraction")
     assert [m.value for m in history][-1] == 1.0 and len(history) == len(lines)
 

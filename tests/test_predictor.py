@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -94,18 +92,3 @@ def test_gpu_predictor_matches_cpu_labels(package):
     cpu = Predictor(package.local_dir, PredictorOptions(device="cpu")).predict(texts)
     gpu = Predictor(package.local_dir, PredictorOptions(device="cuda")).predict(texts)
     assert (cpu["label"] == gpu["label"]).mean() >= 0.95
-
-
-def test_auto_precision_on_cpu_is_fp32_and_bf16_only_for_the_fast_profile_where_the_cpu_has_it(monkeypatch):
-    import torch
-    from spark_sentiment.inference import predictor
-
-    flags = open("/proc/cpuinfo").read().split() if os.path.exists("/proc/cpuinfo") else None
-    if flags is not None:  # the probe agrees with what the kernel reports for this CPU
-        assert predictor.cpu_has_native_bf16() == ("avx512_bf16" in flags or "amx_bf16" in flags)
-    monkeypatch.setattr(predictor, "cpu_has_native_bf16", lambda: True)
-    assert predictor.pick_dtype("auto", "cpu") == torch.float32
-    assert predictor.pick_dtype("auto", "cpu", "fast") == torch.bfloat16
-    assert predictor.pick_dtype("fp32", "cpu", "fast") == torch.float32  # an explicit precision wins
-    monkeypatch.setattr(predictor, "cpu_has_native_bf16", lambda: False)
-    assert predictor.pick_dtype("auto", "cpu", "fast") == torch.float32

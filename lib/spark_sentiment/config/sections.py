@@ -88,16 +88,21 @@ class ScoreSection:
     head_tokens: Optional[int] = option(None, "head_tail: tokens read from the start; null = as recorded.")
     profile: Literal["model", "fast"] = option(
         "model",
-        "model: the window recorded with the model. fast: at most 256 tokens, head_tail, and bf16 on CPUs with "
-        "AVX512-BF16/AMX (docs/quality.md: 2.8x the rows/s of 512 tokens in fp32 for 0.75 points of accuracy on "
-        "the demo model); explicit score.max_length/truncation/precision win.",
+        "model: the window recorded with the model. fast: at most 256 tokens, head_tail (docs/quality.md: "
+        "rows/s and accuracy against the default per CPU kind); explicit score.max_length/truncation/precision win.",
     )
     threads: Optional[int] = option(None, "torch threads per Python worker; null = spark.task.cpus.")
     device: Literal["auto", "cpu", "cuda"] = option("auto", "auto: the GPU Spark assigned to the task, else CPU.")
     precision: Literal["auto", "fp32", "bf16", "fp16"] = option(
         "auto",
-        "auto: bf16 (or fp16) on GPU, fp32 on CPU (bf16 under score.profile fast on CPUs with AVX512-BF16/AMX). "
-        "bf16 on CPU is faster but agreed with fp32 on 99.8% of labels for the demo model. native engine only.",
+        "auto: bf16 (or fp16) on GPU; on CPU the faster of fp32 and bf16, timed on the real model by each worker "
+        "(a second or two, once per CPU model), bf16 only for models whose recorded bf16 labels agree with fp32 "
+        "(score.bf16_min_agreement). The summary gives the choice and both rows/s. native engine only.",
+    )
+    bf16_min_agreement: float = option(
+        0.99,
+        "precision auto on CPU: bf16 is a candidate only if its labels agreed with fp32 on at least this fraction "
+        "of the model's eval sample (measured and recorded when the model is trained).",
     )
 
     def validate(self, prefix: str) -> None:
@@ -111,3 +116,8 @@ class ScoreSection:
             f"must be >= 0 and below score.max_length, or null, got {self.head_tokens}",
         )
         require(self.threads is None or self.threads > 0, f"{prefix}threads", "must be positive or null")
+        require(
+            0.0 <= self.bf16_min_agreement <= 1.0,
+            f"{prefix}bf16_min_agreement",
+            f"must be in [0, 1], got {self.bf16_min_agreement}",
+        )

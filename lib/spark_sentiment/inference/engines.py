@@ -22,10 +22,11 @@ from ..config.sections import ScoreSection
 from ..core.errors import ModelError
 from ..model import compat
 from ..model.registry import ResolvedModel
+from .live import shared_listener
 from .package import ModelPackage, build_package, ship, verify
 from .predictor import Predictor, PredictorFactory, PredictorOptions, resolve_window
 from .text_policy import scorable
-from .worker import RESULT_TYPE, native_udf
+from .worker import RESULT_TYPE, ChoicesParam, native_udf
 
 __all__ = ["RESULT_TYPE", "ScoreFn", "native_udf", "scoring_function", "shipped_native_udf"]
 
@@ -44,6 +45,7 @@ def predictor_options(score: ScoreSection, allow_pickle_weights: bool = False) -
         threads=score.threads,
         device=score.device,
         precision=score.precision,
+        bf16_min_agreement=score.bf16_min_agreement,
         allow_pickle_weights=allow_pickle_weights,
     )
 
@@ -62,16 +64,33 @@ def shipped_native_udf(
     """Package ``resolved`` once on the driver, ship it to the executors, and return the native UDF."""
     package = checked_package(resolved, options.allow_pickle_weights)
     ship(spark, package)
-    return native_udf(package.archive_name, options, factory, rows_counter(spark))
+    context = spark_context(spark)
+    if context is None:  # Spark Connect: no accumulators, and the workers cannot reach this client
+        return native_udf(package.archive_name, options, factory)
+    conf = context.getConf()
+    listener = shared_listener(conf.get("spark.driver.host") or "localhost", conf.get("spark.driver.bindAddress"))
+    return native_udf(
+        package.archive_name,
+        options,
+        factory,
+        rows=context.accumulator(0),
+        live=listener.address if listener is not None else None,
+        choices=context.accumulator({}, ChoicesParam()),
+    )
+
+
+def spark_context(spark: SparkSession):
+    """The session's SparkContext, or None where the client has none (Spark Connect)."""
+    try:
+        return spark.sparkContext
+    except (AttributeError, NotImplementedError):  # Spark Connect raises PySparkAttributeError here
+        return None
 
 
 def rows_counter(spark: SparkSession) -> Accumulator | None:
-    """An accumulator the native UDF adds each batch's rows to (for progress lines); None where the session
-    has no SparkContext (Spark Connect)."""
-    try:
-        return spark.sparkContext.accumulator(0)
-    except (AttributeError, NotImplementedError):  # Spark Connect raises PySparkAttributeError here
-        return None
+    """An accumulator of texts scored (for progress lines); None where the session has no SparkContext."""
+    context = spark_context(spark)
+    return context.accumulator(0) if context is not None else None
 
 
 def mlflow_udf(spark: SparkSession, resolved: ResolvedModel, package: ModelPackage, options: PredictorOptions):
@@ -138,5 +157,8 @@ def scoring_function(
         text = F.make_valid_utf8(column) if hasattr(F, "make_valid_utf8") else column
         return F.when(scorable(text), raw(text))
 
-    score.rows = getattr(raw, "rows", None)  # type: ignore[attr-defined]  # rows scored so far, if counted
+    # what the native engine reports back, where it can: texts done (at task end; live while tasks run)
+    # and the precision each worker chose
+    for name in ("rows", "live", "choices"):
+        setattr(score, name, getattr(raw, name, None))
     return score

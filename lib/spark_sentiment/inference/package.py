@@ -23,8 +23,10 @@ from pyspark.sql import SparkSession
 
 from ..core.errors import ModelError
 from ..core.paths import data_dir
+from ..model.flavor import AGREEMENT_METADATA_KEY
 from ..model.registry import ResolvedModel
 from ..model.window import CODE_MODULE, Window
+from .precision import AGREEMENT_KEY
 from .predictor import META_FILE, recorded_window
 
 
@@ -38,14 +40,14 @@ class ModelPackage:
     window_recorded: bool  # False: a model logged without one (its pyfunc reads the head, MLflow's own loader)
 
 
-PACKAGE_FORMAT = 2  # part of the cache key: 2 added the recorded window to the package metadata
+PACKAGE_FORMAT = 3  # part of the cache key: 2 added the recorded window, 3 the bf16 agreement
 
 
-def _flavors(root: Path, uri: str) -> dict:
+def _mlmodel(root: Path, uri: str) -> dict:
     mlmodel = root / "MLmodel"
     if not mlmodel.is_file():
         raise ModelError(f"model URI {uri}: no MLmodel file in its artifacts")
-    return (yaml.safe_load(mlmodel.read_text()) or {}).get("flavors", {})
+    return yaml.safe_load(mlmodel.read_text()) or {}
 
 
 def _recorded_window(flavors: dict) -> dict | None:
@@ -113,7 +115,8 @@ def build_package(
                 root = Path(mlflow.artifacts.download_artifacts(artifact_uri=resolved.uri, dst_path=tmp))
             except (MlflowException, OSError) as exc:
                 raise ModelError(f"model URI {resolved.requested}: artifacts cannot be downloaded: {exc}") from exc
-            flavors = _flavors(root, resolved.requested)
+            mlmodel = _mlmodel(root, resolved.requested)
+            flavors = mlmodel.get("flavors", {})
             model_dir, tokenizer_dir = _transformers_layout(root, flavors, resolved.requested)
             _check_weights(model_dir, resolved.requested, allow_pickle_weights)
             staging = Path(tmp) / "package"
@@ -131,6 +134,8 @@ def build_package(
                 "max_length": int(min(tokenizer_config.get("model_max_length", positions), positions)),
                 "max_position_embeddings": positions,
                 "window": _recorded_window(flavors),
+                # bf16/fp32 label agreement measured at training: lets precision auto consider bf16 on CPUs
+                AGREEMENT_KEY: (mlmodel.get("metadata") or {}).get(AGREEMENT_METADATA_KEY),
             }
             (staging / META_FILE).write_text(json.dumps(meta))
             zipped = _zip_stored(staging, Path(tmp) / f"{name}.zip")

@@ -14,6 +14,7 @@ import json
 import os
 import sys
 import threading
+import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,10 +26,20 @@ import pandas as pd
 from ..core.errors import ModelError
 from ..model.compat import dtype_argument
 from ..model.window import Window, encode, pad
+from .precision import (
+    AGREEMENT_KEY,
+    Agreement,
+    PrecisionChoice,
+    cached_choice,
+    choose,
+    cpu_candidates,
+    model_shape,
+)
 from .text_policy import scorable_mask
 
+Progress = Callable[[int], None]  # called with the number of texts just done
 META_FILE = "sentiment_meta.json"
-FAST_MAX_LENGTH = 256  # score.profile=fast: tokens read per review at most (head_tail), bf16 where native
+FAST_MAX_LENGTH = 256  # score.profile=fast: tokens read per review at most (head_tail)
 CHUNK_ROWS = 1024  # rows tokenized and length-sorted together; batches never span two chunks
 # oneDNN keeps a compiled primitive per (layer, batch shape); with dynamic padding nearly every batch has a
 # new shape, and the default 1,024 entries held ~0.5 GB per worker. 64 bounds that at no measured speed cost.
@@ -63,6 +74,7 @@ class PredictorOptions:
     threads: int | None = None
     device: str = "auto"  # auto | cpu | cuda | cuda:<n>
     precision: str = "auto"  # auto | fp32 | bf16 | fp16
+    bf16_min_agreement: float = 0.99  # auto on CPU: bf16 only for models whose recorded agreement reaches this
     allow_pickle_weights: bool = False  # pickle can run code: only for trusted models
 
 
@@ -96,25 +108,26 @@ def pick_device(requested: str, gpu_address: str | None) -> str:
     return f"cuda:{gpu_address or 0}"
 
 
-def cpu_has_native_bf16() -> bool:
-    """True on CPUs with bf16 instructions (AVX512-BF16 or AMX), where bf16 matrix work runs natively."""
+DTYPES = ("fp32", "bf16", "fp16")
+PROBE_ROWS = 8  # rows per timed probe batch (at the window's full length: the widest batches cost the most)
+
+
+def torch_dtype(name: str):  # -> torch.dtype
     import torch
 
-    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
-    return any(getattr(torch.cpu, name, lambda: False)() for name in probes)
+    return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[name]
 
 
-def pick_dtype(precision: str, device: str, profile: str = "model"):  # -> torch.dtype
-    """``auto``: bf16 on a CUDA GPU that has it (else fp16); fp32 on a CPU, except under ``score.profile:
-    fast`` on a CPU with native bf16. bf16 is not the CPU default: on the demo model its labels agreed with
-    fp32 on 99.8% of 2,000 test reviews, under the 99.9% asked for (docs/quality.md)."""
+def fixed_precision(precision: str, device: str) -> str | None:
+    """The precision to use without measuring: an explicit one, or ``auto`` on a GPU (bf16 where the GPU
+    has it, else fp16). None: ``auto`` on a CPU, decided by :mod:`.precision`'s probe."""
     import torch
 
-    if precision == "auto":
-        if device == "cpu":
-            return torch.bfloat16 if profile == "fast" and cpu_has_native_bf16() else torch.float32
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+    if precision != "auto":
+        return precision
+    if device == "cpu":
+        return None
+    return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
 
 
 class Predictor:
@@ -140,22 +153,66 @@ class Predictor:
             torch.set_num_threads(options.threads)
         self.options = options
         self.device = pick_device(options.device, gpu_address)
-        self.dtype = pick_dtype(options.precision, self.device, options.profile)
+        fixed = fixed_precision(options.precision, self.device)
         self.tokenizer = AutoTokenizer.from_pretrained(root / "tokenizer", trust_remote_code=False)
         safetensors = any((root / "model").glob("*.safetensors"))
         if not safetensors and not options.allow_pickle_weights:
             raise ModelError(f"model package {root} has no safetensors weights (pickle weights are refused)")
         model = AutoModelForSequenceClassification.from_pretrained(
-            root / "model", use_safetensors=safetensors, trust_remote_code=False, **dtype_argument(self.dtype)
+            root / "model",
+            use_safetensors=safetensors,
+            trust_remote_code=False,
+            **dtype_argument(torch_dtype(fixed or "fp32")),
         )
-        # Weights are held in the compute dtype on CPU as on GPU: one code path, no per-call weight casts
-        # (bf16 weights 33.5 rows/s vs 31.4 for fp32 weights under autocast in one run on Zen 4, equal in another).
-        self.model = model.to(self.device, dtype=self.dtype).eval()
-        self.id2label = {int(k): v for k, v in meta["id2label"].items()}
         window = resolve_window(recorded_window(meta), options)
         self.window = window.clamp(int(meta.get("max_position_embeddings", window.max_length)))
         self.max_length = self.window.max_length
         self.pad_id = self.tokenizer.pad_token_id or 0
+        # Weights are held in the compute dtype on CPU as on GPU: one code path, no per-call weight casts
+        # (bf16 weights 33.5 rows/s vs 31.4 for fp32 weights under autocast in one run on Zen 4, equal in another).
+        if fixed is not None:
+            self.choice = PrecisionChoice(fixed, "configured" if options.precision != "auto" else "auto on a GPU")
+            self.model = model.to(self.device, dtype=torch_dtype(fixed)).eval()
+        else:
+            self.choice, self.model = self._measured(model.eval(), meta)
+        self.dtype = torch_dtype(self.choice.chosen)
+        self.id2label = {int(k): v for k, v in meta["id2label"].items()}
+
+    def _measured(self, model, meta: dict):
+        """``auto`` on a CPU: the allowed precisions (:func:`.precision.cpu_candidates`), timed on the real
+        model at this window's full length, once per CPU model and model shape in this process; returns the
+        choice and the model in the chosen precision."""
+        import copy
+
+        import torch
+
+        agreement = Agreement.from_dict(meta.get(AGREEMENT_KEY))
+        candidates, allowed = cpu_candidates(agreement, self.options.bf16_min_agreement)
+        models = {"fp32": model}
+        if "bf16" in candidates:
+            models["bf16"] = copy.deepcopy(model).to(dtype=torch.bfloat16)
+        rows = min(self.options.batch_size, PROBE_ROWS)
+        rng = np.random.default_rng(0)
+        vocab = int(getattr(model.config, "vocab_size", 1000))
+        probe = [rng.integers(min(1000, vocab - 1), vocab, self.max_length).tolist() for _ in range(rows)]
+
+        def measure(name: str) -> float:
+            started = time.perf_counter()
+            self._run(models[name], probe)
+            return rows / (time.perf_counter() - started)
+
+        key = (model_shape(model.config), self.max_length, rows, torch.get_num_threads(), tuple(candidates))
+        choice = cached_choice(key, lambda: choose(candidates, measure, allowed))
+        chosen = models[choice.chosen]
+        models.clear()  # the other copy's memory goes now
+        return choice, chosen
+
+    def _run(self, model, token_ids: list[list[int]]):
+        import torch
+
+        ids, mask = pad(token_ids, self.pad_id)
+        with torch.inference_mode():
+            return model(input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(mask)).logits
 
     def tokenize(self, texts: list[str]) -> list[list[int]]:
         """Token ids per text through the window (as in training), unpadded (the fast tokenizer batches in Rust)."""
@@ -177,8 +234,9 @@ class Predictor:
             start = stop
         return out
 
-    def forward(self, token_ids: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
-        """Class ids and their probabilities, length-sorted into dynamically padded mini-batches."""
+    def forward(self, token_ids: list[list[int]], progress: Progress | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Class ids and their probabilities, length-sorted into dynamically padded mini-batches;
+        ``progress(rows)`` is called after each mini-batch."""
         import torch
 
         n = len(token_ids)
@@ -200,21 +258,26 @@ class Predictor:
             top = torch.softmax(logits.float(), dim=-1).max(dim=-1)
             best[chunk] = top.indices.cpu().numpy()
             probability[chunk] = top.values.cpu().numpy()
+            if progress is not None:
+                progress(len(chunk))
         return best, probability
 
-    def predict(self, texts: pd.Series) -> pd.DataFrame:
-        """``label``/``score`` per text; null, empty and whitespace-only texts get nulls."""
+    def predict(self, texts: pd.Series, progress: Progress | None = None) -> pd.DataFrame:
+        """``label``/``score`` per text; null, empty and whitespace-only texts get nulls. ``progress(texts)``
+        is called as texts are done (after each mini-batch), for a worker that reports while it runs."""
         valid = scorable_mask(texts).to_numpy()
         labels = pd.Series([None] * len(texts), dtype=object)
         scores = pd.Series(np.full(len(texts), np.nan, dtype=np.float32))
         rows = np.flatnonzero(valid)
+        if progress is not None and len(rows) < len(texts):
+            progress(len(texts) - len(rows))  # null and blank texts: done at once
         best = np.zeros(len(texts), dtype=np.int64)
         probability = np.zeros(len(texts), dtype=np.float32)
         # Token ids live as Python lists (~36 bytes per token): work through the Arrow batch in slices so a
         # worker's memory does not depend on spark.sql.execution.arrow.maxRecordsPerBatch.
         for start in range(0, len(rows), CHUNK_ROWS):
             part = rows[start : start + CHUNK_ROWS]
-            best[part], probability[part] = self.forward(self.tokenize(texts.iloc[part].tolist()))
+            best[part], probability[part] = self.forward(self.tokenize(texts.iloc[part].tolist()), progress)
         if len(rows):
             labels[valid] = [self.id2label[i] for i in best[rows]]
             scores[valid] = probability[rows]
@@ -224,7 +287,9 @@ class Predictor:
 
 
 class SupportsPredict(Protocol):
-    """What the native UDF needs from a predictor: labels and scores for a Series of texts."""
+    """What the native UDF needs from a predictor: labels and scores for a Series of texts. A predictor
+    whose ``predict`` also takes ``progress`` (as :class:`Predictor`'s does) reports rows while it works;
+    the UDF counts the others' rows per call."""
 
     def predict(self, texts: pd.Series) -> pd.DataFrame: ...
 

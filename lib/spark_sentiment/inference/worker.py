@@ -7,14 +7,17 @@ executor environment (a packed venv shipped with ``--archives``) then needs what
 
 from __future__ import annotations
 
+import functools
+import inspect
 from dataclasses import replace
 from typing import Iterator
 
 import pandas as pd
-from pyspark import Accumulator
+from pyspark import Accumulator, AccumulatorParam
 from pyspark.sql.functions import pandas_udf
 from pyspark.sql.types import FloatType, StringType, StructField, StructType
 
+from .live import Address, RowsReporter
 from .predictor import Predictor, PredictorFactory, PredictorOptions, cached_predictor
 
 RESULT_TYPE = StructType([StructField("label", StringType()), StructField("score", FloatType())])
@@ -48,24 +51,70 @@ def task_threads(options: PredictorOptions) -> PredictorOptions:
     return replace(options, threads=int(context.cpus()) if context is not None else None)
 
 
+class ChoicesParam(AccumulatorParam):
+    """Accumulates the precision choices workers made: ``{"<cpu> | <chosen>": {choice..., "tasks": n}}``."""
+
+    def zero(self, value: dict) -> dict:
+        return {}
+
+    def addInPlace(self, value1: dict, value2: dict) -> dict:
+        for key, record in value2.items():
+            if key in value1:
+                value1[key] = {**value1[key], "tasks": value1[key]["tasks"] + record["tasks"]}
+            else:
+                value1[key] = dict(record)
+        return value1
+
+
+def choice_record(predictor) -> dict:
+    """What a task adds to the choices accumulator (nothing for a predictor that made no choice)."""
+    choice = getattr(predictor, "choice", None)
+    if choice is None:
+        return {}
+    return {f"{choice.cpu} | {choice.chosen}": {**choice.as_dict(), "tasks": 1}}
+
+
+@functools.cache
+def _reports_progress(kind: type) -> bool:
+    return "progress" in inspect.signature(kind.predict).parameters
+
+
 def native_udf(
     archive_name: str,
     options: PredictorOptions,
     factory: PredictorFactory = Predictor,
     rows: Accumulator | None = None,
+    live: Address | None = None,
+    choices: Accumulator | None = None,
 ):
     """The native engine's pandas UDF over the package shipped as ``archive_name``. Its closure holds only
     small, picklable values: that name, the options, the factory (a module-level callable, pickled by
-    reference) and ``rows``, an accumulator of the rows scored (the driver's progress lines read it; a
-    retried task counts twice, so it is a progress figure, not a result)."""
+    reference), ``rows``, an accumulator of the texts scored (a retried task counts twice, so it is a
+    progress figure, not a result), ``live``, where to send the texts done while the task runs
+    (:mod:`.live`), and ``choices``, an accumulator of the precision each worker chose (:class:`ChoicesParam`)."""
 
     @pandas_udf(RESULT_TYPE)  # type: ignore[call-overload]
     def predict(batches: Iterator[pd.Series]) -> Iterator[pd.DataFrame]:
         predictor = cached_predictor(worker_model_dir(archive_name), task_threads(options), task_gpu(), factory)
-        for texts in batches:
-            yield predictor.predict(texts)
-            if rows is not None:
-                rows.add(len(texts))
+        if choices is not None:
+            choices.add(choice_record(predictor))
+        reporter = RowsReporter(live) if live is not None else None
+        per_batch = reporter is not None and _reports_progress(type(predictor))
+        try:
+            for texts in batches:
+                if per_batch:
+                    yield predictor.predict(texts, progress=reporter.add)  # type: ignore[call-arg,union-attr]
+                else:
+                    yield predictor.predict(texts)
+                    if reporter is not None:
+                        reporter.add(len(texts))
+                if rows is not None:
+                    rows.add(len(texts))
+        finally:
+            if reporter is not None:
+                reporter.close()
 
-    predict.rows = rows  # type: ignore[attr-defined]  # the driver reads the count here
+    predict.rows = rows  # type: ignore[attr-defined]  # the driver reads the counts here
+    predict.live = live  # type: ignore[attr-defined]
+    predict.choices = choices  # type: ignore[attr-defined]
     return predict

@@ -23,6 +23,7 @@ INPUT_EXAMPLE = ["I love this movie", "this movie was the worst, boring!"]
 # Exactly what a scoring environment needs. Passing these also keeps MLflow from importing torchvision
 # to infer pins, which fails where torchvision is absent.
 _RUNTIME_PACKAGES = ("torch", "transformers", "tokenizers", "safetensors", "accelerate", "pandas", "numpy")
+AGREEMENT_METADATA_KEY = "spark_sentiment_cpu_bf16"  # MLmodel metadata: bf16/fp32 label agreement on CPU
 METADATA_KEY = "spark_sentiment_window"  # MLmodel metadata: the recorded window, for people and tools
 
 
@@ -55,7 +56,11 @@ def _save_windowed(path: str, mlflow_model: Model, *, window: Window, **kwargs) 
 
 
 def log_pipeline(
-    pipe: Pipeline, registered_name: str | None, window: Window, name: str = "model"
+    pipe: Pipeline,
+    registered_name: str | None,
+    window: Window,
+    name: str = "model",
+    cpu_bf16: dict | None = None,
 ) -> tuple[ModelInfo, str | None]:
     """Log ``pipe`` with the transformers flavor in the active run and register it under ``registered_name``.
 
@@ -63,6 +68,9 @@ def log_pipeline(
     ``spark_udf`` read each review through it (a ``model_config`` given to them overrides it), and the native
     engine reads it from the MLmodel. ``mlflow.transformers.load_model`` returns the bare pipeline, which
     reads the head: call it with ``truncation=True``, or tokenize with :func:`.window.encode`.
+
+    ``cpu_bf16`` (``{"agreement", "rows"}``: how often bf16 labels equal fp32 labels on the eval sample, on
+    a CPU) is recorded too: scoring's ``precision: auto`` considers bf16 on CPUs only with it.
 
     Returns
     -------
@@ -74,7 +82,7 @@ def log_pipeline(
     info = Model.log(
         flavor=flavor,
         flavor_name="transformers",
-        metadata={METADATA_KEY: window.to_config()},
+        metadata={METADATA_KEY: window.to_config(), **({AGREEMENT_METADATA_KEY: cpu_bf16} if cpu_bf16 else {})},
         transformers_model=pipe,
         task="text-classification",
         input_example=INPUT_EXAMPLE,

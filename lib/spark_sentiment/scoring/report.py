@@ -48,6 +48,7 @@ def add_stats(summary: ScoreSummary, cfg: ScoreJobConfig, stats: RunStats | None
     summary.distributions = {c: v.distribution for c, v in columns.items()}
     summary.drift = _drift(cfg, reference, stats) if columns else {}
     summary.drifted = any(d.get("drifted") for d in summary.drift.values())
+    summary.precision = [dict(record) for record in stats.precision]
 
 
 def metric_name(name: str) -> str:
@@ -74,6 +75,10 @@ def log_run(cfg: ScoreJobConfig, summary: ScoreSummary, progress: tuple = ()) ->
             metrics.update({metric_name(f"drift.{column}.{k}"): value for k, value in psis.items()})
         for column, counts in summary.label_counts.items():
             metrics.update({metric_name(f"label_count.{column}.{label}"): n for label, n in counts.items()})
+        if summary.precision:  # the choice most tasks ran with, and its probe's rows/s per candidate
+            main = summary.precision[0]
+            mlflow.log_param("precision_chosen", ",".join(sorted({r["chosen"] for r in summary.precision})))
+            metrics.update({f"probe_rows_per_s_{name}": rate for name, rate in main["rows_per_s"].items()})
         mlflow.log_metrics(metrics)
         for step, values in samples_as_metrics(list(progress)):
             mlflow.log_metrics(values, step=step)

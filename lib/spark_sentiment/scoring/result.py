@@ -44,6 +44,8 @@ class ScoreSummary:
     rows_deleted: Optional[int] = None
     seconds: float = 0.0
     rows_per_second: Optional[float] = None
+    # per kind of worker CPU: the precision chosen, why, each candidate's probe rows/s, tasks that used it
+    precision: list[dict[str, Any]] = field(default_factory=list)
     mlflow_run_id: Optional[str] = None
 
     def as_dict(self) -> dict[str, Any]:

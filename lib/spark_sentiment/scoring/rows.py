@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from pyspark import StorageLevel
 from pyspark.sql import DataFrame
 
 from ..inference.columns import label_columns
 from ..inference.engines import ScoreFn
-from .progress import watch
+from .progress import Counters, watch
 from .stats import RunStats, statistics
 
 
@@ -35,11 +36,39 @@ def score_rows(
     what: str = "scoring",
 ) -> tuple[DataFrame, RunStats]:
     """Label ``df`` and materialise it: the model runs exactly once per row, whatever reads it after.
-    Progress is logged every ``progress_seconds`` (0: not) while the model runs."""
-    scored = label_columns(spread(df, partitions), score, model_label, text_columns)
-    # A persisted plan is not enough: Delta's MERGE re-plans its source and missed the cache (3,000 rows were
-    # scored twice). A checkpoint cuts the lineage, so the write cannot re-run the model.
-    counter = getattr(score, "rows", None)  # texts the native engine scored so far, if it counts them
-    with watch(df.sparkSession, what, progress_seconds, counter, len(text_columns)) as samples:
-        scored = scored.localCheckpoint(eager=True)
-    return scored, replace(statistics(scored, text_columns), progress=tuple(samples))
+
+    Progress is logged every ``progress_seconds`` (0: not) while the model runs. For it the spread input is
+    first cached and counted by a job of its own (rows to score known; the scoring job then reads the cached
+    rows in one stage, so its tasks are the scoring tasks), and uncached when the scored rows are kept."""
+    source = spread(df, partitions)
+    total_rows = None
+    if progress_seconds > 0 and _has_context(df):
+        source = source.persist(StorageLevel.MEMORY_AND_DISK)
+        total_rows = source.count()
+    try:
+        scored = label_columns(source, score, model_label, text_columns)
+        # A persisted plan is not enough: Delta's MERGE re-plans its source and missed the cache (3,000 rows
+        # were scored twice). A checkpoint cuts the lineage, so the write cannot re-run the model.
+        counters = Counters.of(score, len(text_columns))
+        with watch(df.sparkSession, what, progress_seconds, counters, total_rows) as samples:
+            scored = scored.localCheckpoint(eager=True)
+    finally:
+        if total_rows is not None:
+            source.unpersist()
+    return scored, replace(statistics(scored, text_columns), progress=tuple(samples), precision=precision_of(score))
+
+
+def precision_of(score: ScoreFn) -> tuple[dict, ...]:
+    """The precision each kind of worker chose, with the probe's rows/s (native engine; empty where the
+    engine makes no choice or its accumulator is out of reach, as under Spark Connect)."""
+    choices = getattr(score, "choices", None)
+    if choices is None:
+        return ()
+    return tuple(sorted(choices.value.values(), key=lambda record: -record["tasks"]))
+
+
+def _has_context(df: DataFrame) -> bool:
+    try:
+        return df.sparkSession.sparkContext is not None
+    except (AttributeError, NotImplementedError):  # Spark Connect
+        return False

@@ -26,6 +26,7 @@ class RunStats:
     rows: int
     columns: dict[str, ColumnStats] = field(default_factory=dict)
     progress: tuple = ()  # progress.Sample while the model ran (for the MLflow metric history)
+    precision: tuple = ()  # the precision choices workers made (rows.precision_of)
 
 
 def statistics(scored: DataFrame, text_columns: list[str]) -> RunStats:

@@ -5,15 +5,17 @@ from __future__ import annotations
 
 import tempfile
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 from datasets import Dataset
 
+from ..inference.precision import PrecisionChoice
 from ..model.base import load_base
 from ..model.window import encode
 from .arguments import build_trainer
 from .config import TrainJobConfig
+from .precision import resolve_precision
 
 
 @dataclass
@@ -25,6 +27,7 @@ class Fitted:
     log_history: list[dict]
     logits: np.ndarray
     metrics: dict[str, float]
+    precision: Optional[PrecisionChoice] = None  # how train.precision was chosen (None: not known here)
 
 
 def fit(cfg: TrainJobConfig, train_ds: Dataset, eval_ds: Dataset, report_to: list[str]) -> Fitted:
@@ -41,11 +44,15 @@ def fit(cfg: TrainJobConfig, train_ds: Dataset, eval_ds: Dataset, report_to: lis
 
     train_tok = train_ds.map(tokenize, batched=True, remove_columns=["text"])
     eval_tok = eval_ds.map(tokenize, batched=True, remove_columns=["text"])
+    from transformers import DataCollatorWithPadding
+
+    collator = DataCollatorWithPadding(tokenizer, pad_to_multiple_of=cfg.train.pad_to_multiple_of)
+    train_section, precision = resolve_precision(cfg.train, model, collator, train_tok)
     with tempfile.TemporaryDirectory(prefix="spark-sentiment-train-") as output_dir:
-        trainer = build_trainer(cfg.train, model, tokenizer, train_tok, eval_tok, output_dir, report_to)
+        trainer = build_trainer(train_section, model, tokenizer, train_tok, eval_tok, output_dir, report_to)
         trainer.train()
         # the last epoch's evaluation (skipped in training, see FinalEvaluationByPredictCallback): the same
         # eval_* metrics at the last step, in log_history and for every report_to integration
         final = trainer.predict(eval_tok, metric_key_prefix="eval")
         trainer.log(dict(final.metrics))
-    return Fitted(trainer.model, tokenizer, trainer.state.log_history, final.predictions, final.metrics)
+    return Fitted(trainer.model, tokenizer, trainer.state.log_history, final.predictions, final.metrics, precision)

@@ -19,6 +19,7 @@ from .config import TrainJobConfig
 from .data import TrainingSources, load_training_data
 from .distributed import fit_distributed
 from .fit import fit
+from .precision import bf16_agreement
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +34,16 @@ def _log_monitoring(log_history: list[dict], logits: np.ndarray, labels: list[st
     predicted = [labels[i] for i in probabilities.argmax(axis=1)]
     reference = distributions.from_arrays(predicted, probabilities.max(axis=1))
     mlflow.log_dict(reference, distributions.REFERENCE_ARTIFACT)
+
+
+def _log_precision(fitted) -> dict[str, Any]:
+    """How the training precision was chosen, in the run (param and each candidate's measured rows/s)."""
+    choice = fitted.precision
+    if choice is None:
+        return {}
+    mlflow.log_param("train_precision_chosen", choice.chosen)
+    mlflow.log_metrics({f"train_probe_rows_per_s_{name}": rate for name, rate in choice.rows_per_s.items()})
+    return {"train": choice.as_dict()}
 
 
 def train_and_register(spark: SparkSession, cfg: TrainJobConfig, plan: TrainingSources | None = None) -> dict[str, Any]:
@@ -90,7 +101,13 @@ def train_and_register(spark: SparkSession, cfg: TrainJobConfig, plan: TrainingS
         examples = {text: pipe(text, truncation=True)[0]["label"] for text in flavor.INPUT_EXAMPLE}
         window = cfg.scoring_window().clamp(int(getattr(model.config, "max_position_embeddings", 512)))
         mlflow.log_params({"window": window.strategy, "window_max_length": window.max_length})
-        _, version = flavor.log_pipeline(pipe, cfg.registry.name, window)
+        precision = _log_precision(fitted)
+        agreement = bf16_agreement(model, tokenizer, list(eval_ds["text"]), window, cfg.train.bf16_check_rows)
+        if agreement is not None:
+            mlflow.log_metrics({"cpu_bf16_label_agreement": agreement.agreement})
+            precision["cpu_bf16_agreement"] = agreement.as_dict()
+        cpu_bf16 = agreement.as_dict() if agreement is not None else None
+        _, version = flavor.log_pipeline(pipe, cfg.registry.name, window, cpu_bf16=cpu_bf16)
         if request:
             registry.tag_request(cfg.registry.name, version, request)
             mlflow.set_tag(registry.REQUEST_TAG, request)
@@ -113,6 +130,7 @@ def train_and_register(spark: SparkSession, cfg: TrainJobConfig, plan: TrainingS
             "train_rows": len(train_ds),
             "eval_rows": len(eval_ds),
             "window": window.to_config(),
+            "precision": precision,
             "num_processes": cfg.train.num_processes,
             "seconds": round(seconds, 1),
             "phases": phases,

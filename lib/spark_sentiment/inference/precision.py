@@ -1,0 +1,184 @@
+"""``precision: auto`` by measurement: which precisions a CPU may use, and the faster of them on this CPU.
+
+A CPU flag does not say whether bf16 is faster: on a 2-core Intel Xeon with AVX512-BF16 (no AMX) the
+demo model ran 31.5 rows/s in fp32 and 19.9 in bf16 at 256 tokens; on a 2-core AMD Zen 4 bf16 was 2.8x
+fp32 (docs/performance.md). So ``auto`` times the real model in each allowed precision for a moment on the
+machine it runs on and keeps the faster, once per CPU model and model shape in a process.
+
+*Allowed*: fp32 always; bf16 on a CPU only where the model's labels under bf16 agree with fp32 on its own
+eval sample (:func:`label_agreement`, recorded with the model when it is trained) at least
+``min_agreement``. Nothing here imports Spark or MLflow: the scoring workers, the training job and the
+benchmarks share it.
+"""
+
+from __future__ import annotations
+
+import functools
+import platform
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+
+# A candidate other than fp32 must beat fp32 by this factor to be chosen: fp32 is exact, and a tie within a
+# probe's noise is not worth the label changes a lower precision brings.
+MIN_GAIN = 1.05
+PROBE_ROUNDS = 2  # timed rounds per candidate, alternating, after one untimed warm-up each
+AGREEMENT_KEY = "cpu_bf16"  # where the recorded agreement lives in a model's metadata
+
+
+@functools.cache
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo``, else what :mod:`platform` says)."""
+    try:
+        with open("/proc/cpuinfo") as info:
+            for line in info:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown CPU"
+
+
+@functools.cache
+def cpu_features() -> dict[str, bool]:
+    """The features that decide reduced-precision speed: AVX512-BF16, AMX (bf16 tiles), AVX512-VNNI."""
+    flags: set[str] = set()
+    try:
+        with open("/proc/cpuinfo") as info:
+            for line in info:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    break
+    except OSError:
+        pass
+    return {
+        "avx512_bf16": "avx512_bf16" in flags,
+        "amx_bf16": "amx_bf16" in flags,
+        "avx512_vnni": "avx512_vnni" in flags,
+    }
+
+
+def describe_cpu() -> str:
+    """``<model> (avx512_bf16, no amx_bf16, avx512_vnni)``: what every benchmark table names."""
+    features = ", ".join(name if present else f"no {name}" for name, present in cpu_features().items())
+    return f"{cpu_model()} ({features})"
+
+
+@dataclass(frozen=True)
+class PrecisionChoice:
+    """What ``auto`` chose on one CPU and why, with the probe's measured rows/s per candidate."""
+
+    chosen: str  # fp32 | bf16 | fp16
+    reason: str
+    cpu: str = field(default_factory=cpu_model)
+    rows_per_s: dict[str, float] = field(default_factory=dict)  # empty when nothing was measured
+    probe_seconds: float = 0.0
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Agreement:
+    """How often bf16 labels equal fp32 labels on a model's eval sample (recorded with the model)."""
+
+    agreement: float
+    rows: int
+
+    def as_dict(self) -> dict:
+        return {"agreement": round(self.agreement, 6), "rows": self.rows}
+
+    @classmethod
+    def from_dict(cls, record: dict | None) -> "Agreement | None":
+        if not record:
+            return None
+        return cls(float(record["agreement"]), int(record["rows"]))
+
+
+def cpu_candidates(agreement: Agreement | None, min_agreement: float) -> tuple[list[str], str]:
+    """The precisions ``auto`` may use on a CPU, and why bf16 is or is not among them."""
+    if agreement is None:
+        return ["fp32"], "bf16 not allowed: no bf16/fp32 label agreement recorded with the model"
+    if agreement.agreement < min_agreement:
+        return ["fp32"], (
+            f"bf16 not allowed: its labels agreed with fp32 on {agreement.agreement:.2%} of {agreement.rows} "
+            f"eval rows, under the {min_agreement:.2%} required"
+        )
+    return ["fp32", "bf16"], f"bf16 allowed: {agreement.agreement:.2%} label agreement on {agreement.rows} eval rows"
+
+
+def choose(candidates: Sequence[str], measure: Callable[[str], float], allowed_reason: str = "") -> PrecisionChoice:
+    """The faster of ``candidates`` by ``measure(precision) -> rows/s`` (one untimed warm-up call, then
+    :data:`PROBE_ROUNDS` alternating timed calls each, best kept). A single candidate is not measured. A
+    candidate other than fp32 wins only when at least :data:`MIN_GAIN` times fp32's rows/s."""
+    if len(candidates) == 1:
+        return PrecisionChoice(candidates[0], allowed_reason or "the only allowed precision")
+    started = time.perf_counter()
+    for name in candidates:
+        measure(name)  # warm-up: first-call kernel selection and allocation are not the steady state
+    rates = {name: 0.0 for name in candidates}
+    for _ in range(PROBE_ROUNDS):
+        for name in candidates:
+            rates[name] = max(rates[name], measure(name))
+    best = max(rates, key=rates.__getitem__)
+    if "fp32" in rates and rates[best] < rates["fp32"] * MIN_GAIN:
+        best = "fp32"
+    summary = ", ".join(f"{name} {rate:.1f} rows/s" for name, rate in rates.items())
+    reason = f"measured {summary}" + (f"; {allowed_reason}" if allowed_reason else "")
+    return PrecisionChoice(
+        best, reason, rows_per_s={k: round(v, 2) for k, v in rates.items()}, probe_seconds=time.perf_counter() - started
+    )
+
+
+_CHOICES: dict[tuple, PrecisionChoice] = {}
+_CHOICES_LOCK = threading.Lock()
+
+
+def cached_choice(key: tuple, decide: Callable[[], PrecisionChoice]) -> PrecisionChoice:
+    """``decide()`` once per ``key`` (CPU model, model shape, window, batch, threads) in this process."""
+    with _CHOICES_LOCK:
+        found = _CHOICES.get((cpu_model(), *key))
+        if found is None:
+            found = _CHOICES[(cpu_model(), *key)] = decide()
+        return found
+
+
+def model_shape(config) -> tuple:
+    """The parts of a transformers config that decide its speed (so a new version of the same model
+    reuses the measurement)."""
+    names = ("model_type", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "vocab_size")
+    return tuple(getattr(config, name, None) for name in names)
+
+
+def classify(model, token_ids: Sequence[Sequence[int]], pad_id: int, batch_size: int) -> np.ndarray:
+    """Class ids for ``token_ids`` on the CPU, in length-sorted, dynamically padded batches."""
+    import torch
+
+    from ..model.window import pad
+
+    order = np.argsort([len(row) for row in token_ids], kind="stable")
+    best = np.zeros(len(token_ids), dtype=np.int64)
+    for start in range(0, len(order), batch_size):
+        chunk = order[start : start + batch_size]
+        ids, mask = pad([token_ids[i] for i in chunk], pad_id)
+        with torch.inference_mode():
+            logits = model(input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(mask)).logits
+        best[chunk] = logits.float().argmax(dim=-1).numpy()
+    return best
+
+
+def label_agreement(model, token_ids: Sequence[Sequence[int]], pad_id: int, batch_size: int = 16) -> Agreement:
+    """Labels of ``model`` (any device, left as it was) on the CPU in fp32 and in bf16 weights, compared:
+    what lets ``precision: auto`` consider bf16 on CPUs for this model."""
+    import copy
+
+    import torch
+
+    cpu32 = copy.deepcopy(model).to("cpu", dtype=torch.float32).eval()
+    fp32 = classify(cpu32, token_ids, pad_id, batch_size)
+    bf16 = classify(cpu32.to(dtype=torch.bfloat16), token_ids, pad_id, batch_size)
+    del cpu32
+    return Agreement(float((fp32 == bf16).mean()) if len(fp32) else 0.0, len(fp32))
