@@ -69,12 +69,17 @@ def main() -> None:
     base = table[0]["seconds"]
     for row in table:
         row["us_per_row_over_plain"] = round((row["seconds"] - base) / args.rows * 1e6, 1)
-    print(f"\n{args.rows} unsup reviews, {spark.sparkContext.defaultParallelism} partitions, best of {args.repeats}")
+    from spark_sentiment.inference.precision import describe_cpu
+
+    cpu = describe_cpu()
+    partitions = spark.sparkContext.defaultParallelism
+    print(f"\n{args.rows} unsup reviews, {partitions} partitions, best of {args.repeats}; CPU: {cpu}")
     print(f"{'what':<42} {'seconds':>8} {'rows/s':>9} {'us/row over plain':>18}")
     for row in table:
         print(f"{row['what']:<42} {row['seconds']:>8} {row['rows_per_s']:>9} {row['us_per_row_over_plain']:>18}")
     (HERE / "results").mkdir(exist_ok=True)
-    (HERE / "results" / "arrow_overhead.json").write_text(json.dumps({"rows": args.rows, "table": table}, indent=2))
+    record = {"cpu": cpu, "rows": args.rows, "table": table}
+    (HERE / "results" / "arrow_overhead.json").write_text(json.dumps(record, indent=2))
 
 
 def _timed(frame) -> float:

@@ -32,6 +32,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     args = parser.parse_args()
 
+    from spark_sentiment.inference.precision import describe_cpu
     from spark_sentiment.inference.predictor import Predictor, PredictorOptions
 
     frame = pd.read_parquet(Path(args.data) / "test.parquet").sample(n=args.rows, random_state=0)
@@ -62,14 +63,15 @@ def main() -> None:
         )
     print(
         f"\n{args.rows} IMDB test reviews, max length {args.max_length}, batch {args.batch_size}, "
-        f"{args.threads} torch threads, one process"
+        f"{args.threads} torch threads, one process; CPU: {describe_cpu()}"
     )
     print(f"{'precision':<10} {'rows/s':>8} {'agree':>7} {'accuracy':>9}")
     for r in rows:
         print(f"{r['precision']:<10} {r['rows_per_s']:>8} {r['agreement_vs_fp32']:>7} {r['accuracy']:>9}")
     out_dir = HERE / "results"
     out_dir.mkdir(exist_ok=True)
-    (out_dir / "cpu_precision.json").write_text(json.dumps({"args": vars(args), "table": rows}, indent=2))
+    record = {"cpu": describe_cpu(), "args": vars(args), "table": rows}
+    (out_dir / "cpu_precision.json").write_text(json.dumps(record, indent=2))
 
 
 if __name__ == "__main__":

@@ -48,14 +48,6 @@ TEST_SAMPLE_SEED = 2026
 TEST_SAMPLE_ROWS = 2000
 
 
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as fh:
-            return next((line.split(":", 1)[1].strip() for line in fh if line.startswith("model name")), "")
-    except OSError:
-        return platform.processor()
-
-
 def load_frames(args) -> dict[str, pd.DataFrame]:
     if args.bundle:
         from gpu_train import load_splits
@@ -139,14 +131,17 @@ def main() -> None:
     import torch
     import transformers
     from spark_sentiment.config import load_config
+    from spark_sentiment.inference.precision import AGREEMENT_KEY, describe_cpu
     from spark_sentiment.inference.predictor import META_FILE, Predictor, PredictorOptions
     from spark_sentiment.model.base import load_base
     from spark_sentiment.training.arguments import build_trainer
     from spark_sentiment.training.config import TrainJobConfig
+    from spark_sentiment.training.precision import bf16_agreement, resolve_precision
+    from transformers import DataCollatorWithPadding
 
     gpu = torch.cuda.is_available()
     machine = {
-        "device": torch.cuda.get_device_name(0) if gpu else f"cpu: {os.cpu_count()} cores, {cpu_name()}",
+        "device": torch.cuda.get_device_name(0) if gpu else f"cpu: {os.cpu_count()} cores, {describe_cpu()}",
         "torch": torch.__version__,
         "transformers": transformers.__version__,
         "python": platform.python_version(),
@@ -177,7 +172,10 @@ def main() -> None:
         train = encoded(tokenizer, window, frames["train"], train_rows)
         evaluation = encoded(tokenizer, window, test, eval_rows)
         with tempfile.TemporaryDirectory() as tmp:
-            trainer = build_trainer(cfg.train, model, tokenizer, train, evaluation, tmp, report_to=[])
+            # train.precision auto as the training job resolves it (timed on this machine)
+            collator = DataCollatorWithPadding(tokenizer, pad_to_multiple_of=cfg.train.pad_to_multiple_of)
+            train_section, train_choice = resolve_precision(cfg.train, model, collator, train)
+            trainer = build_trainer(train_section, model, tokenizer, train, evaluation, tmp, report_to=[])
             trainer.train()
             train_seconds = time.perf_counter() - t0  # tokenizing + trainer.train() (eval after epochs but the last)
             package = Path(tmp) / "package"
@@ -190,6 +188,11 @@ def main() -> None:
                 "max_position_embeddings": positions,
                 "window": recorded.to_config(),
             }
+            # the bf16 check the training job records with the model (score precision auto reads it)
+            eval_texts = test["text"].iloc[eval_rows].tolist()
+            agreement = bf16_agreement(trainer.model, tokenizer, eval_texts, recorded, cfg.train.bf16_check_rows)
+            if agreement is not None:
+                meta[AGREEMENT_KEY] = agreement.as_dict()
             (package / META_FILE).write_text(json.dumps(meta))
             del trainer, model
             first = None
@@ -215,6 +218,8 @@ def main() -> None:
                     "scored_rows": len(texts),
                     "rows_per_s": round(len(texts) / seconds, 1),
                     "precision": str(predictor.dtype).removeprefix("torch."),
+                    "precision_choice": predictor.choice.as_dict(),
+                    "train_precision": train_choice.as_dict(),
                     "agreement_with_first": round(float((predicted == first).mean()), 5),
                     **({"all": metrics(predicted, labels)} if len(texts) > in_sample.sum() else {}),
                     **machine,
@@ -230,9 +235,10 @@ def main() -> None:
     whole = any("all" in r for r in rows)
     print(
         "| variant | train rows x epochs, lr | train window | train s | scoring window | acc (2k) | F1 (2k) "
-        "| positive (2k) |" + (" acc (all 25k) |" if whole else "") + " rows/s | precision, agreement |"
+        "| positive (2k) |" + (" acc (all 25k) |" if whole else "") + " rows/s | precision, agreement "
+        "| how the precision was chosen | train precision |"
     )
-    print("|---|---|---|---:|---|---:|---:|---:|" + ("---:|" if whole else "") + "---:|---|")
+    print("|---|---|---|---:|---|---:|---:|---:|" + ("---:|" if whole else "") + "---:|---|---|---|")
     for r in rows:
         tw, sw = r["train_window"], r["score_window"]
         print(
@@ -240,7 +246,9 @@ def main() -> None:
             f"{tw['window']} {tw['max_length']} | {r['train_seconds']} | {r['scoring']}: {sw['window']} "
             f"{sw['max_length']} | {r['sample']['accuracy']} | {r['sample']['f1']} | {r['sample']['positive']} |"
             + (f" {r['all']['accuracy'] if 'all' in r else ''} |" if whole else "")
-            + f" {r['rows_per_s']} | {r['precision']}, {r['agreement_with_first']} |"
+            + f" {r['rows_per_s']} | {r['precision']}, {r['agreement_with_first']} | "
+            f"{r['precision_choice']['reason']} | {r['train_precision']['chosen']}: "
+            f"{r['train_precision']['reason']} |"
         )
 
 

@@ -58,9 +58,12 @@ class PeakRss:
 
 
 def machine_info() -> dict:
-    """What every benchmark table records about the machine it ran on."""
+    """What every benchmark table records about the machine it ran on: the CPU model with the features
+    that decide reduced-precision speed (AVX512-BF16, AMX, VNNI), cores, memory."""
+    from spark_sentiment.inference.precision import describe_cpu
+
     return {
-        "cpu": platform.processor() or platform.machine(),
+        "cpu": describe_cpu(),
         "cores": os.cpu_count(),
         "memory_gb": round(psutil.virtual_memory().total / 2**30),
         "python": platform.python_version(),

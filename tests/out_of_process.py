@@ -49,7 +49,7 @@ from conftest import (
 T = TypeVar("T")
 SPARK_BIN = Path(pyspark.__file__).parent / "bin"
 # The fixtures whose processes run in the background; conftest starts them first and orders their tests last.
-FIXTURES = ("connect_runs", "cluster_runs", "killed_run")
+FIXTURES = ("connect_runs", "cluster_runs", "killed_run", "killed_stream")
 
 
 class Background:
@@ -410,11 +410,13 @@ def resolved_jars(spark) -> str:
     return ",".join(jars) if any("delta-spark" in j for j in jars) else ""
 
 
-def fault_job(tmp: Path, name: str, source, out, fault: str, jars: str) -> tuple[list[str], dict[str, str], Path]:
-    """``tests/fault_job.py`` scoring ``source`` into ``out`` incrementally with ``fault`` at its write:
-    ``(command, environment to add, go file)``. It starts its Spark session at once and runs the job when
-    the go file exists."""
-    sets_ = [f"input.path={source}", f"output.path={out}", "input.key_columns=[id]", "output.mode=incremental"]
+def fault_job(
+    tmp: Path, name: str, source, out, fault: str, jars: str, mode: tuple[str, ...] = ("output.mode=incremental",)
+) -> tuple[list[str], dict[str, str], Path]:
+    """``tests/fault_job.py`` scoring ``source`` into ``out`` (incrementally unless ``mode`` says otherwise)
+    with ``fault`` at its write: ``(command, environment to add, go file)``. It starts its Spark session at
+    once and runs the job when the go file exists."""
+    sets_ = [f"input.path={source}", f"output.path={out}", "input.key_columns=[id]", *mode]
     conf = {
         "spark.ui.enabled": "false",
         "spark.sql.catalogImplementation": "in-memory",
@@ -455,3 +457,48 @@ def killed_run(spark, tiny_model, background, tmp_path_factory) -> KilledRun:
     go.touch()
     job = background.submit(lambda: background.run(command, env=env))
     return KilledRun(job, source, outputs["killed"], before, version, clean)
+
+
+@dataclass
+class KilledStream:
+    """A streaming job SIGKILLed during a micro-batch's write, then the same job restarted from its
+    checkpoint (futures of both ``CompletedProcess``), its input and output, and every input row."""
+
+    killed: Future[subprocess.CompletedProcess]
+    restarted: Future[subprocess.CompletedProcess]
+    source: Path
+    output: Path
+    rows: list[tuple[int, str]]
+
+
+@pytest.fixture(scope="session")
+def killed_stream(spark, tiny_model, background, tmp_path_factory) -> KilledStream:
+    """A stream scored once in this session (availableNow, merge on id), then three appends to its input;
+    in the background a job process scoring them is SIGKILLed (process group: Python driver and JVM) once
+    the micro-batch's write has put data files into the output, and a second process restarts the job from
+    the same checkpoint."""
+    from conftest import KEY_SCHEMA, key_rows
+    from spark_sentiment.config import load_config
+    from spark_sentiment.scoring.config import ScoreJobConfig
+    from spark_sentiment.scoring.job import score_table
+    from stubs import KeywordPredictor
+
+    tmp = tmp_path_factory.mktemp("killed-stream")
+    source, out, checkpoint = tmp / "reviews", tmp / "scored", tmp / "checkpoint"
+    rows = key_rows(4)
+    spark.createDataFrame(rows, KEY_SCHEMA).write.format("delta").save(str(source))
+    mode = ("output.mode=stream", f"stream.checkpoint={checkpoint}", "stream.write=merge")
+    sets_ = [f"input.path={source}", f"output.path={out}", "input.key_columns=[id]", f"model.uri={TINY}", *mode]
+    score_table(spark, load_config(ScoreJobConfig, None, sets_), factory=KeywordPredictor)
+    for i in (5, 6, 7):
+        row = [(i, f"review {i}: a wonderful film" if i % 2 else f"review {i}: dull")]
+        spark.createDataFrame(row, KEY_SCHEMA).write.format("delta").mode("append").save(str(source))
+        rows += row
+    jars = resolved_jars(spark)
+    killed_cmd, env, go = fault_job(tmp, "killed", source, out, "kill:during_write", jars, mode)
+    again_cmd, again_env, again_go = fault_job(tmp, "restarted", source, out, "none", jars, mode)
+    go.touch()
+    again_go.touch()
+    killed = background.submit(lambda: background.run(killed_cmd, env=env))
+    restarted = background.submit(lambda: background.run(again_cmd, env=again_env))  # after the kill: one thread
+    return KilledStream(killed, restarted, source, out, rows)

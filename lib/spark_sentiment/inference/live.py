@@ -7,13 +7,15 @@ done so far (cumulative, at most every :data:`SEND_EVERY` seconds and once at it
 progress figure only: one lost or late changes a line, never a result, and a worker that cannot send
 (no route to the driver) stops trying after the first failure and logs it once.
 
-Datagram (ASCII): ``<token> <stage> <partition> <attempt> <call> <texts>``; ``token`` is random per run,
-so stray or old datagrams are ignored. ``call`` numbers the UDF calls within a task (one per text column).
+Datagram (ASCII): ``<token> <stage> <partition> <attempt> <call> <texts>``; ``token`` is random per driver
+process, so stray datagrams are ignored. ``call`` tells the UDF calls of one task apart (one per text
+column; Spark may run them in separate Python worker processes): the worker's pid and a counter.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import secrets
 import socket
 import sys
@@ -96,6 +98,11 @@ class RowsListener:
         with self._lock:
             return {stage for stage, _, _ in self._latest}
 
+    def running(self, stage: int) -> int:
+        """Tasks (partitions) of ``stage`` that reported rows: started, and possibly done."""
+        with self._lock:
+            return len({partition for s, partition, _ in self._latest if s == stage})
+
     def forget(self, stages: set[int]) -> None:
         with self._lock:
             self._latest = {key: value for key, value in self._latest.items() if key[0] not in stages}
@@ -121,7 +128,8 @@ class RowsReporter:
         task = (context.stageId(), context.partitionId(), context.attemptNumber())
         call = RowsReporter._calls.get(task, 0)
         RowsReporter._calls = {task: call + 1}  # only the running task's entry is kept
-        self._prefix = f"{address.token} {task[0]} {task[1]} {task[2]} {call} "
+        slot = os.getpid() * 64 + call  # unique per task: other processes differ by pid, calls here by counter
+        self._prefix = f"{address.token} {task[0]} {task[1]} {task[2]} {slot} "
 
     def add(self, texts: int) -> None:
         self.texts += texts

@@ -47,6 +47,7 @@ class Paths(Protocol):
     def is_file(self, path: str) -> bool: ...
     def children(self, path: str) -> list[Entry]: ...
     def write_text(self, path: str, text: str) -> None: ...
+    def read_text(self, path: str) -> str: ...
 
 
 def data_paths(spark: SparkSession) -> Paths:
@@ -110,6 +111,16 @@ class HadoopPaths:
         finally:
             out.close()
 
+    def read_text(self, path: str) -> str:
+        """The file ``path`` as UTF-8 text."""
+        fs, jpath = self._fs(path)
+        stream = fs.open(jpath)
+        try:
+            data = self._jvm.org.apache.commons.io.IOUtils.toByteArray(stream)
+        finally:
+            stream.close()
+        return bytes(data).decode("utf-8")
+
 
 class SparkReadPaths:
     """Path operations over Spark Connect: the server lists the path with the ``binaryFile`` source, so every
@@ -149,6 +160,10 @@ class SparkReadPaths:
             return []
         names = {posixpath.basename(f.rstrip("/")) for f in self._files(path) or []}
         return [Entry(name, False) for name in sorted(names)]
+
+    def read_text(self, path: str) -> str:
+        rows = self.spark.read.text(path, wholetext=True).collect()
+        return rows[0]["value"] if rows else ""
 
     def write_text(self, path: str, text: str) -> None:
         raise DataError(

@@ -25,6 +25,7 @@ class Snapshot:
     source: TableRef
     version: int | None = None  # None: not a Delta table (Parquet files, a non-Delta catalog table)
     change_data_feed: bool = False
+    table_id: str | None = None  # Delta's table id (DESCRIBE DETAIL id): the same table under any path or name
 
     def describe(self) -> str:
         return self.source.describe()
@@ -88,7 +89,7 @@ def open_input(spark: SparkSession, path: str | None, table: str | None, fmt: st
         properties = detail["properties"] or {}
         version = int(history(spark, source, 1).select("version").first()["version"])
     cdf = str(properties.get("delta.enableChangeDataFeed", "false")).lower() == "true"
-    return Snapshot(spark, source, version, cdf)
+    return Snapshot(spark, source, version, cdf, str(detail["id"]) if detail["id"] else None)
 
 
 def check_keys(df: DataFrame, keys: list[str], where: str) -> None:

@@ -16,7 +16,7 @@ from ..config.sections import (
     require_table_name,
 )
 
-WriteMode = Literal["overwrite", "append", "merge", "incremental"]
+WriteMode = Literal["overwrite", "append", "merge", "incremental", "stream"]
 Engine = Literal["native", "mlflow"]
 
 
@@ -48,7 +48,8 @@ class OutputSection:
     )
     mode: WriteMode = option(
         "overwrite",
-        "overwrite, append, merge (upsert on input.key_columns) or incremental (score only new or changed rows).",
+        "overwrite, append, merge (upsert on input.key_columns), incremental (score only new or changed rows) or "
+        "stream (Structured Streaming from the Delta input with a checkpoint: the stream section).",
     )
     deletes: Literal["delete", "keep"] = option(
         "delete", "incremental: rows deleted from the input are deleted from the output (delete) or kept (keep)."
@@ -77,6 +78,58 @@ class OutputSection:
         )
         require(0 <= self.max_retries <= 20, f"{prefix}max_retries", f"must be in [0, 20], got {self.max_retries}")
         require(self.app_id is None or bool(self.app_id.strip()), f"{prefix}app_id", "must not be blank")
+
+
+@dataclass
+class StreamSection:
+    checkpoint: Optional[str] = option(
+        None,
+        "output.mode stream: the query's checkpoint folder, any Hadoop path (s3a://, abfss://, dbfs:/, a local "
+        "folder); its parent must exist. Keep one checkpoint per input, output and write.",
+    )
+    trigger: Literal["available_now", "processing_time"] = option(
+        "available_now",
+        "available_now: score everything new since the last run in micro-batches, then stop (for schedulers); "
+        "processing_time: run continuously, a micro-batch every stream.interval.",
+    )
+    interval: str = option("1 minute", "processing_time: time between micro-batches, e.g. '30 seconds'.")
+    run_seconds: Optional[float] = option(
+        None, "processing_time: stop after this many seconds (null: until the job is stopped)."
+    )
+    change_data_feed: bool = option(
+        False,
+        "Read the input's change data feed (delta.enableChangeDataFeed): updated rows are re-scored and deleted "
+        "rows deleted from the output; needs write merge. false: the input must be append-only.",
+    )
+    write: Literal["append", "merge"] = option(
+        "append",
+        "append: each micro-batch's rows are appended; merge: upserted on input.key_columns (deletes from the "
+        "change data feed applied). Either way one Delta commit per micro-batch, idempotent by txnAppId/txnVersion.",
+    )
+    starting_version: Optional[int] = option(
+        None, "First input version to read on a new checkpoint (null: the whole table as it is, then changes)."
+    )
+    max_files_per_trigger: Optional[int] = option(
+        None, "Input files per micro-batch at most (Delta's maxFilesPerTrigger); null: Delta's default (1000)."
+    )
+
+    def validate(self, prefix: str) -> None:
+        require(self.run_seconds is None or self.run_seconds > 0, f"{prefix}run_seconds", "must be positive or null")
+        require(
+            self.starting_version is None or self.starting_version >= 0,
+            f"{prefix}starting_version",
+            "must be >= 0 or null",
+        )
+        require(
+            self.max_files_per_trigger is None or self.max_files_per_trigger > 0,
+            f"{prefix}max_files_per_trigger",
+            "must be positive or null",
+        )
+        require(
+            not self.change_data_feed or self.write == "merge",
+            f"{prefix}write",
+            "must be merge when stream.change_data_feed is true (updates and deletes are applied by key)",
+        )
 
 
 @dataclass
@@ -115,6 +168,7 @@ class ScoreJobConfig:
     engine: Engine = option("native", "native: our iterator pandas UDF; mlflow: mlflow.pyfunc.spark_udf.")
     score: ScoreSection = dataclasses.field(default_factory=ScoreSection)
     monitor: MonitorSection = dataclasses.field(default_factory=MonitorSection)
+    stream: StreamSection = dataclasses.field(default_factory=StreamSection)
     progress_seconds: float = option(
         30.0,
         "Seconds between progress lines while the model runs (tasks done of total, elapsed, ETA; also MLflow "
@@ -129,6 +183,15 @@ class ScoreJobConfig:
 
     def validate(self, prefix: str) -> None:
         require(self.progress_seconds >= 0, "progress_seconds", f"must be >= 0, got {self.progress_seconds}")
+        if self.output.mode == "stream":
+            require(bool(self.stream.checkpoint), "stream.checkpoint", "must be set when output.mode is stream")
+            require(
+                self.output.batch_id is None,
+                "output.batch_id",
+                "cannot be combined with mode stream (each micro-batch's id is its txnVersion)",
+            )
+            if self.stream.write == "merge":
+                require(bool(self.input.key_columns), "input.key_columns", "must be set when stream.write is merge")
         if self.output.mode in ("merge", "incremental"):
             require(
                 bool(self.input.key_columns), "input.key_columns", f"must be set when output.mode is {self.output.mode}"

@@ -23,6 +23,7 @@ from ..inference.engines import predictor_options, scoring_function
 from ..inference.predictor import Predictor, PredictorFactory
 from ..inference.text_policy import check_text_columns
 from ..io.delta import CommitTag, WriteResult, check_output, last_tag, retry_on_conflict, write_scored
+from ..io.fs import data_paths
 from ..io.snapshot import check_keys, open_input
 from ..io.tables import TableRef, require_columns
 from ..model import tracking
@@ -35,6 +36,7 @@ from .report import add_stats, log_run
 from .result import ScoreSummary
 from .rows import score_rows
 from .stats import RunStats
+from .stream import StreamOutcome, run_stream
 
 log = logging.getLogger(__name__)
 DESCRIPTION = "Label review text in a Delta table."
@@ -77,7 +79,8 @@ def score_table(
     require_columns(df.columns, cfg.input.key_columns, where, what="key column")
     check_output_columns(df.columns, cfg.input.text_columns)
     # Table features, append-only, column names: what the output could not take fails before scoring.
-    existed = check_output(spark, target, df.columns + added_columns(cfg.input.text_columns), cfg.output.mode)
+    write_mode = cfg.stream.write if cfg.output.mode == "stream" else cfg.output.mode
+    existed = check_output(spark, target, df.columns + added_columns(cfg.input.text_columns), write_mode)
     summary = ScoreSummary(
         status="succeeded",
         engine=cfg.engine,
@@ -88,7 +91,7 @@ def score_table(
         input_version=table.version,
         output=target.describe(),
         mode=cfg.output.mode,
-        app_id=cfg.output.app_id or f"spark-sentiment:{where}",
+        app_id=cfg.output.app_id or default_app_id(spark, cfg, where),
         batch_id=cfg.output.batch_id,
     )
 
@@ -106,6 +109,11 @@ def score_table(
         summary.rows_per_second = round(rows / summary.seconds, 2) if rows and summary.seconds > 0 else None
         log_run(cfg, summary, stats.progress if stats else ())
         return summary
+
+    if cfg.output.mode == "stream":
+        outcome = run_stream(spark, cfg, table, score, resolved, target, summary.app_id, hooks)
+        stream_summary(summary, outcome, cfg)
+        return finish()
 
     previous = last_tag(spark, target, summary.app_id, exists=existed)
     committed_batch = previous.get("txn_version") if previous else None
@@ -147,6 +155,26 @@ def score_table(
 
     write, attempts = retry_on_conflict(what, attempt, cfg.output.max_retries)
     return finish(stats, write, attempts)
+
+
+def default_app_id(spark: SparkSession, cfg: ScoreJobConfig, where: str) -> str:
+    """The Delta txnAppId of this job's commits: one per input (batch modes), one per checkpoint (stream)."""
+    if cfg.output.mode == "stream":
+        return f"spark-sentiment:stream:{data_paths(spark).qualify(str(cfg.stream.checkpoint))}"
+    return f"spark-sentiment:{where}"
+
+
+def stream_summary(summary: ScoreSummary, outcome: StreamOutcome, cfg: ScoreJobConfig) -> None:
+    """The summary of a streaming run: totals over its micro-batches and each micro-batch's record."""
+    committed = [b for b in outcome.batches if b.status == "committed"]
+    summary.status = "succeeded" if committed else "up_to_date"
+    summary.rows_in = outcome.rows
+    summary.label_counts = outcome.label_counts()
+    summary.rows_scored = sum(sum(counts.values()) for counts in summary.label_counts.values())
+    summary.null_texts = outcome.rows * len(cfg.input.text_columns) - summary.rows_scored
+    summary.rows_deleted = sum(b.deleted_keys for b in outcome.batches)
+    summary.output_version = committed[-1].output_version if committed else None
+    summary.stream = outcome.as_dict(cfg)
 
 
 def main(

@@ -80,24 +80,35 @@ class Counters:
         return cls(getattr(score, "rows", None), getattr(score, "live", None), per_row)
 
 
-def _tasks(tracker, group: str, scoring: set[int]) -> tuple[int, int, int, int, set[int]]:
+def _tasks(tracker, group: str, listener) -> tuple[int, int, int, int, set[int]]:
     """Tasks done, total, running, failed over the group's stages that run tasks: those the workers
-    reported rows from when they did (``scoring``), else those that ran any task (a stage whose output an
-    earlier job left behind, such as the cached input's shuffle, is skipped and never runs one)."""
+    report rows from when they do, else those submitted or done (a stage whose output an earlier job left
+    behind, such as the cached input's shuffle, is skipped and never submitted).
+
+    The status store updates a running stage's task counts lazily (a task's start can wait for the next
+    task end or heartbeat), so tasks that reported rows count as running too.
+    """
+    reported = listener.stages() if listener is not None else set()
+    active = set(tracker.getActiveStageIds())
     done = total = running = failed = 0
     stages: set[int] = set()
     for job_id in tracker.getJobIdsForGroup(group):
         job = tracker.getJobInfo(job_id)
-        for stage_id in job.stageIds if job else []:
+        ids = list(job.stageIds) if job else []
+        scoring = {i for i in ids if i in reported}
+        for stage_id in ids:
             stage = tracker.getStageInfo(stage_id)
             if stage is None or (scoring and stage_id not in scoring):
                 continue
-            if stage.numActiveTasks + stage.numCompletedTasks + stage.numFailedTasks == 0:
+            if stage_id not in active and stage.numCompletedTasks + stage.numFailedTasks == 0:
                 continue
             stages.add(stage_id)
             total += stage.numTasks
             done += stage.numCompletedTasks
-            running += stage.numActiveTasks
+            live = listener.running(stage_id) if stage_id in reported else 0
+            running += min(
+                max(stage.numActiveTasks, live - stage.numCompletedTasks), stage.numTasks - stage.numCompletedTasks
+            )
             failed += stage.numFailedTasks
     return done, total, running, failed, stages
 
@@ -144,8 +155,7 @@ def watch(
     stages: set[int] = set()
 
     def sample() -> Sample:
-        reported = listener.stages() if listener is not None else set()
-        done, total, running, failed, found = _tasks(tracker, group, reported)
+        done, total, running, failed, found = _tasks(tracker, group, listener)
         stages.update(found)
         rows = _rows(counters, listener, stages)
         return Sample(time.monotonic() - started, done, total, running, failed, rows, total_rows)

@@ -13,7 +13,7 @@ Status = Literal["succeeded", "up_to_date", "skipped", "empty_input"]
 class ScoreSummary:
     """What one scoring run did.
 
-    ``status``: ``succeeded`` (a commit was written), ``up_to_date`` (incremental: nothing new), ``skipped``
+    ``status``: ``succeeded`` (a commit was written), ``up_to_date`` (incremental or stream: nothing new), ``skipped``
     (this ``output.batch_id`` was already committed) or ``empty_input`` (nothing written).
     """
 
@@ -46,6 +46,8 @@ class ScoreSummary:
     rows_per_second: Optional[float] = None
     # per kind of worker CPU: the precision chosen, why, each candidate's probe rows/s, tasks that used it
     precision: list[dict[str, Any]] = field(default_factory=list)
+    # output.mode stream: checkpoint, trigger, micro-batches (rows, label counts, input versions, commit each)
+    stream: Optional[dict[str, Any]] = None
     mlflow_run_id: Optional[str] = None
 
     def as_dict(self) -> dict[str, Any]:

@@ -41,9 +41,11 @@ def score_rows(
     first cached and counted by a job of its own (rows to score known; the scoring job then reads the cached
     rows in one stage, so its tasks are the scoring tasks), and uncached when the scored rows are kept."""
     source = spread(df, partitions)
-    total_rows = None
+    total_rows, cached_here = None, False
     if progress_seconds > 0 and _has_context(df):
-        source = source.persist(StorageLevel.MEMORY_AND_DISK)
+        cached_here = source.storageLevel == StorageLevel.NONE  # a caller's cache is the caller's to drop
+        if cached_here:
+            source = source.persist(StorageLevel.MEMORY_AND_DISK)
         total_rows = source.count()
     try:
         scored = label_columns(source, score, model_label, text_columns)
@@ -53,7 +55,7 @@ def score_rows(
         with watch(df.sparkSession, what, progress_seconds, counters, total_rows) as samples:
             scored = scored.localCheckpoint(eager=True)
     finally:
-        if total_rows is not None:
+        if cached_here:
             source.unpersist()
     return scored, replace(statistics(scored, text_columns), progress=tuple(samples), precision=precision_of(score))
 
