@@ -169,8 +169,11 @@ def main() -> None:
         row["x_seed"] = row["rows_per_s"] / seed_rate
         row["of_forward"] = row["rows_per_s"] / forward_rate
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none (cpu smoke run)"
+    from spark_sentiment.inference.precision import describe_cpu
+
     machine = {
         "gpu": gpu,
+        "cpu": describe_cpu(),
         "cpus": os.cpu_count(),
         "torch": torch.__version__,
         "python": platform.python_version(),

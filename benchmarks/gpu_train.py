@@ -100,8 +100,11 @@ def main() -> None:
     sync = torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    from spark_sentiment.inference.precision import describe_cpu
+
     machine = {
         "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
+        "cpu": describe_cpu(),
         "torch": torch.__version__,
         "transformers": transformers.__version__,
         "python": platform.python_version(),

@@ -469,8 +469,8 @@ class ConnectServer:
 
 def end_to_end(run: Run) -> None:
     """train -> register with aliases -> land reviews -> score (both engines: overwrite, merge, incremental and
-    its no-op rerun) -> SQL function and label agreement -> second version, evaluate and promote -> summary
-    files and the runs table -> the scoring job over Spark Connect."""
+    its no-op rerun) -> SQL function and label agreement -> a stream and its no-op rerun -> second version,
+    evaluate and promote -> summary files and the runs table -> the scoring job over Spark Connect."""
     server = ConnectServer(run) if run.profile.connect else None
     try:
         if server and run.profile.remote_only:
@@ -495,6 +495,8 @@ def end_to_end(run: Run) -> None:
             lambda: score(run, "native", "incremental", "inc_native", status="up_to_date", rows_scored=0),
         )
         run.step("sql", lambda: check_sql(run))
+        if not run.profile.remote_only:  # foreachBatch needs a classic session
+            run.step("stream", lambda: stream(run))
         if run.step("train v2", lambda: train(run, seed=7, steps=8)):
             run.step("evaluate", lambda: evaluate(run))
         if not run.profile.connect:
@@ -508,6 +510,31 @@ def end_to_end(run: Run) -> None:
     finally:
         if server:
             server.stop()
+
+
+def stream(run: Run) -> str:
+    """output.mode stream (availableNow, MERGE on the key, precision auto: the probe on this runtime's torch),
+    then a rerun from the same checkpoint that finds nothing new."""
+    checkpoint = run.scratch / "checkpoints" / "streamed"
+    checkpoint.parent.mkdir(parents=True, exist_ok=True)
+    args = sets(
+        "input.table=reviews",
+        "input.key_columns=[review_id]",
+        "output.table=streamed",
+        "output.mode=stream",
+        f"stream.checkpoint={checkpoint}",
+        "stream.write=merge",
+        f"model.uri=models:/{MODEL}@champion",
+        "score.precision=auto",
+    )
+    first = last_json(run.job("score", *args))
+    batches = (first.get("stream") or {}).get("batches_committed")
+    expect(first["status"] == "succeeded" and first["rows_in"] == REVIEWS and batches == 1, f"stream: {first}")
+    expect(bool(first.get("precision")), f"no precision choice reported: {first}")
+    again = last_json(run.job("score", *args))
+    expect(again["status"] == "up_to_date" and again["rows_in"] == 0, f"stream rerun: {again}")
+    chosen = ", ".join(f"{p['chosen']} ({p['reason'][:40]})" for p in first["precision"])
+    return f"{REVIEWS} rows in 1 micro-batch, rerun up_to_date; precision {chosen}"
 
 
 def connect_refused(run: Run) -> str:

@@ -242,3 +242,31 @@ def test_a_stream_killed_during_a_micro_batch_write_restarts_to_every_row_exactl
     result = spark.read.format("delta").load(str(run.output))
     assertDataFrameEqual(output(spark, run.output), expected(spark, run.rows))
     assert result.count() == len(run.rows) == 7
+
+
+def test_a_processing_time_stream_picks_up_rows_appended_while_it_runs(spark, tiny_model, tmp_path):
+    """trigger processing_time: micro-batches every second until stream.run_seconds; rows appended while
+    the query runs are scored by a later micro-batch of the same run."""
+    import threading
+    import time
+
+    source, out, checkpoint = tmp_path / "reviews", tmp_path / "scored", tmp_path / "checkpoint"
+    spark.createDataFrame(key_rows(3), KEY_SCHEMA).write.format("delta").save(str(source))
+    cfg = stream_job(
+        source, out, checkpoint, "stream.trigger=processing_time", "stream.interval=1 second", "stream.run_seconds=20"
+    )
+
+    def append_once_the_first_batch_is_in() -> None:
+        deadline = time.monotonic() + 60
+        while not (out / "_delta_log").is_dir() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        append(spark, source, [(4, POSITIVE[1]), (5, NEGATIVE[1])])
+
+    writer = threading.Thread(target=append_once_the_first_batch_is_in)
+    writer.start()
+    started = time.monotonic()
+    summary = score_table(spark, cfg, factory=KeywordPredictor)
+    writer.join()
+    assert time.monotonic() - started < 60  # stopped by run_seconds, not by running dry
+    assert summary.stream["batches_committed"] >= 2 and summary.rows_in == 5
+    assertDataFrameEqual(output(spark, out), expected(spark, key_rows(3) + [(4, POSITIVE[1]), (5, NEGATIVE[1])]))

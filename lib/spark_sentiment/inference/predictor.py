@@ -109,7 +109,7 @@ def pick_device(requested: str, gpu_address: str | None) -> str:
 
 
 DTYPES = ("fp32", "bf16", "fp16")
-PROBE_ROWS = 8  # rows per timed probe batch (at the window's full length: the widest batches cost the most)
+PROBE_ROWS = 4  # rows per timed probe batch, at the window's full length (the widest batches cost the most)
 
 
 def torch_dtype(name: str):  # -> torch.dtype
