@@ -222,6 +222,7 @@ def test_a_stream_on_s3a_source_output_and_checkpoint(spark, tiny_model):
     assert code == 0, err[-3000:]
     summary = json.loads(stdout.strip().splitlines()[-1])
     assert (summary["status"], summary["rows_in"], summary["stream"]["batches_committed"]) == ("succeeded", 1, 1)
+    assert [p["chosen"] for p in summary["precision"]] == ["fp32"]  # what the workers ran, as in batch modes
     result = spark.read.format("delta").load(out)
     assert sorted(r["id"] for r in result.select("id").collect()) == [1, 2, 3, 4, 5]
     assert result.where(F.col("text_sentiment").isNull()).count() == 0

@@ -34,7 +34,7 @@ from .hooks import WriteHooks, write_through
 from .incremental import run_incremental
 from .report import add_stats, log_run
 from .result import ScoreSummary
-from .rows import score_rows
+from .rows import precision_of, score_rows
 from .stats import RunStats
 from .stream import StreamOutcome, run_stream
 
@@ -113,6 +113,7 @@ def score_table(
     if cfg.output.mode == "stream":
         outcome = run_stream(spark, cfg, table, score, resolved, target, summary.app_id, hooks)
         stream_summary(summary, outcome, cfg)
+        summary.precision = [dict(record) for record in precision_of(score)]  # over all micro-batches
         return finish()
 
     previous = last_tag(spark, target, summary.app_id, exists=existed)
