@@ -252,7 +252,8 @@ def run_stream(
         )
         deleted = deletes.count() if deletes is not None else 0
         if stats.rows == 0 and deleted == 0:
-            return BatchRecord(batch_id, "empty", input_versions=versions, seconds=time.perf_counter() - started)
+            seconds = round(time.perf_counter() - started, 2)
+            return BatchRecord(batch_id, "empty", input_versions=versions, seconds=seconds)
         state = {"mode": "stream", "write": cfg.stream.write, "model": resolved.label, "input_versions": versions}
         tag = CommitTag(app_id, batch_id, state)
         write_mode = "merge" if cfg.stream.write == "merge" else "append"
