@@ -8,7 +8,7 @@ from pyspark import StorageLevel
 from pyspark.sql import DataFrame
 
 from ..inference.columns import label_columns
-from ..inference.engines import ScoreFn
+from ..inference.engines import ScoreFn, spark_context
 from .progress import Counters, watch
 from .stats import RunStats, statistics
 
@@ -42,7 +42,7 @@ def score_rows(
     rows in one stage, so its tasks are the scoring tasks), and uncached when the scored rows are kept."""
     source = spread(df, partitions)
     total_rows, cached_here = None, False
-    if progress_seconds > 0 and _has_context(df):
+    if progress_seconds > 0 and spark_context(df.sparkSession) is not None:
         cached_here = source.storageLevel == StorageLevel.NONE  # a caller's cache is the caller's to drop
         if cached_here:
             source = source.persist(StorageLevel.MEMORY_AND_DISK)
@@ -67,10 +67,3 @@ def precision_of(score: ScoreFn) -> tuple[dict, ...]:
     if choices is None:
         return ()
     return tuple(sorted(choices.value.values(), key=lambda record: -record["tasks"]))
-
-
-def _has_context(df: DataFrame) -> bool:
-    try:
-        return df.sparkSession.sparkContext is not None
-    except (AttributeError, NotImplementedError):  # Spark Connect
-        return False

@@ -21,6 +21,7 @@ import json
 import logging
 import posixpath
 import time
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -33,7 +34,7 @@ from ..inference.engines import ScoreFn
 from ..io.delta import CommitTag, WriteResult, last_tag, retry_on_conflict, write_scored
 from ..io.fs import data_paths, join
 from ..io.snapshot import Snapshot, check_keys
-from ..io.tables import TableRef, require_columns
+from ..io.tables import TableRef
 from ..model.registry import ResolvedModel
 from .config import ScoreJobConfig
 from .hooks import WriteHooks, write_through
@@ -70,12 +71,11 @@ class StreamOutcome:
         return sum(b.rows for b in self.batches)
 
     def label_counts(self) -> dict[str, dict[str, int]]:
-        total: dict[str, dict[str, int]] = {}
+        total: dict[str, Counter[str]] = {}
         for batch in self.batches:
             for column, counts in batch.label_counts.items():
-                for label, n in counts.items():
-                    total.setdefault(column, {})[label] = total.setdefault(column, {}).get(label, 0) + n
-        return total
+                total.setdefault(column, Counter()).update(counts)
+        return {column: dict(counts) for column, counts in total.items()}
 
     def as_dict(self, cfg: ScoreJobConfig) -> dict[str, Any]:
         versions = [v for b in self.batches if b.input_versions for v in b.input_versions]
@@ -115,7 +115,8 @@ def check_stream(spark: SparkSession, cfg: ScoreJobConfig, table: Snapshot, targ
         A Spark Connect session (``foreachBatch`` runs the job's code on the driver), a missing checkpoint
         parent, or a checkpoint made for another input table, output or write.
     DataError
-        An input that is not Delta, a change feed that is not enabled, or key columns it does not have.
+        An input that is not Delta, or a change feed that is not enabled. (Its text and key columns are
+        the caller's checks, made for every mode.)
     """
     if getattr(spark, "_jsparkSession", None) is None:
         raise ConfigError(
@@ -130,8 +131,6 @@ def check_stream(spark: SparkSession, cfg: ScoreJobConfig, table: Snapshot, targ
             f"stream.change_data_feed: input {where} does not have the change data feed enabled (set the table "
             "property delta.enableChangeDataFeed = true, or stream.change_data_feed=false for an append-only input)"
         )
-    columns = table.read().columns
-    require_columns(columns, cfg.input.key_columns, where, what="key column")
     checkpoint = str(cfg.stream.checkpoint)
     paths = data_paths(spark)
     parent = posixpath.dirname(checkpoint.rstrip("/"))
