@@ -52,6 +52,23 @@ def test_the_best_of_the_timed_rounds_counts():
     assert choice.rows_per_s == {"fp32": 40.0, "bf16": 30.0} and choice.chosen == "fp32"
 
 
+@pytest.mark.parametrize(("seconds_per_call", "calls"), [(0.03, 4), (0.5, 1)])
+def test_a_timed_round_repeats_a_short_call_until_the_minimum_time(monkeypatch, seconds_per_call, calls):
+    """A forward pass of a small model takes milliseconds: timed once, noise would choose the precision."""
+    clock = iter(range(1000))
+    now = [0.0]
+    monkeypatch.setattr(precision.time, "perf_counter", lambda: now[0])
+
+    def call() -> int:
+        next(clock)
+        now[0] += seconds_per_call
+        return 4
+
+    rows_per_s = precision.rate(call, min_seconds=0.1)
+    assert next(clock) == calls  # the calls made before it
+    assert rows_per_s == pytest.approx(4 * calls / (seconds_per_call * calls))
+
+
 def test_bf16_is_allowed_on_a_cpu_only_with_enough_recorded_agreement():
     assert cpu_candidates(None, 0.99) == (
         ["fp32"],

@@ -26,6 +26,9 @@ import numpy as np
 # probe's noise is not worth the label changes a lower precision brings.
 MIN_GAIN = 1.05
 PROBE_ROUNDS = 2  # timed rounds per candidate, alternating, after one untimed warm-up each
+# A timed round repeats its call until this much time has passed: one forward pass of a small model takes a
+# few milliseconds, where a scheduler tick or the other worker on the core decides the "faster" precision.
+PROBE_MIN_SECONDS = 0.1
 AGREEMENT_KEY = "cpu_bf16"  # where the recorded agreement lives in a model's metadata
 
 
@@ -108,6 +111,17 @@ def cpu_candidates(agreement: Agreement | None, min_agreement: float) -> tuple[l
             f"eval rows, under the {min_agreement:.2%} required"
         )
     return ["fp32", "bf16"], f"bf16 allowed: {agreement.agreement:.2%} label agreement on {agreement.rows} eval rows"
+
+
+def rate(call: Callable[[], int], min_seconds: float = PROBE_MIN_SECONDS) -> float:
+    """Rows per second of ``call() -> rows``, repeated until ``min_seconds`` have passed (at least once)."""
+    rows = 0
+    started = time.perf_counter()
+    while True:
+        rows += call()
+        elapsed = time.perf_counter() - started
+        if elapsed >= min_seconds:
+            return rows / elapsed
 
 
 def choose(candidates: Sequence[str], measure: Callable[[str], float], allowed_reason: str = "") -> PrecisionChoice:

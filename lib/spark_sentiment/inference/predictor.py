@@ -14,7 +14,6 @@ import json
 import os
 import sys
 import threading
-import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +33,7 @@ from .precision import (
     choose,
     cpu_candidates,
     model_shape,
+    rate,
 )
 from .text_policy import scorable_mask
 
@@ -197,9 +197,7 @@ class Predictor:
         probe = [rng.integers(min(1000, vocab - 1), vocab, self.max_length).tolist() for _ in range(rows)]
 
         def measure(name: str) -> float:
-            started = time.perf_counter()
-            self._run(models[name], probe)
-            return rows / (time.perf_counter() - started)
+            return rate(lambda: self._run(models[name], probe).shape[0])
 
         key = (model_shape(model.config), self.max_length, rows, torch.get_num_threads(), tuple(candidates))
         choice = cached_choice(key, lambda: choose(candidates, measure, allowed))

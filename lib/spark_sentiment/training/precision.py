@@ -14,7 +14,7 @@ import time
 from dataclasses import replace
 from typing import Any
 
-from ..inference.precision import Agreement, PrecisionChoice, choose, label_agreement
+from ..inference.precision import Agreement, PrecisionChoice, choose, label_agreement, rate
 from ..model.window import Window, encode
 from .config import TrainSection
 
@@ -54,13 +54,15 @@ def measured_cpu_precision(model: Any, collator: Any, train_tok: Any, rows: int)
     was_training = model.training
     model.train()
 
-    def measure(name: str) -> float:
-        started = time.perf_counter()
+    def step(name: str) -> int:
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=name == "bf16"):
             loss = model(**batch).loss
         loss.backward()
         model.zero_grad(set_to_none=True)
-        return len(longest) / (time.perf_counter() - started)
+        return len(longest)
+
+    def measure(name: str) -> float:
+        return rate(lambda: step(name))
 
     try:
         return choose(["fp32", "bf16"], measure, "training steps on this CPU")
