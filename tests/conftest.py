@@ -348,6 +348,10 @@ ROWS_FOR_CLUSTER = [(i, (POSITIVE + NEGATIVE)[i % 8]) for i in range(38)] + [(38
 
 # Incremental and fault tests: a keyed table with a change data feed, changed by three commits.
 TINY = "models:/TinySentiment@champion"
+# Tests that compare the scores of separate runs pin fp32: under `precision: auto` each Python worker times
+# fp32 against bf16 (the tiny model records full bf16 agreement), two workers may choose differently, and bf16
+# scores move with a batch's padded width (CI saw 8e-6 to 4e-5 on the tiny model's ~0.507).
+EXACT = "score.precision=fp32"
 KEY_SCHEMA = "id int, text string"
 
 
@@ -369,6 +373,7 @@ def job(source, output, *overrides):
             "input.key_columns=[id]",
             "output.mode=incremental",
             f"model.uri={TINY}",
+            EXACT,
             *overrides,
         ],
     )

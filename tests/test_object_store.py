@@ -12,7 +12,7 @@ import json
 import uuid
 
 import pytest
-from conftest import KEY_SCHEMA, S3_BUCKET, TINY, call_main, change_source, contents, key_rows, labeled_rows
+from conftest import EXACT, KEY_SCHEMA, S3_BUCKET, TINY, call_main, change_source, contents, key_rows, labeled_rows
 from pyspark.testing import assertDataFrameEqual
 from spark_sentiment.core.errors import DataError
 from spark_sentiment.io.fs import HadoopPaths
@@ -77,7 +77,7 @@ def test_train_score_and_evaluate_on_s3a(spark, tiny_model, lake):
 
     def score(output: str, mode: str) -> dict:
         args = sets(f"input.path={source}", f"output.path={output}", "input.key_columns=[id]")
-        code, out, err = call_main(score_main, args + sets(f"output.mode={mode}", f"model.uri={TINY}"))
+        code, out, err = call_main(score_main, args + sets(f"output.mode={mode}", f"model.uri={TINY}", EXACT))
         assert code == 0, err[-3000:]
         return json.loads(out.strip().splitlines()[-1])
 

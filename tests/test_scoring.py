@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import call_main
+from conftest import EXACT, call_main
 from delta.tables import DeltaTable
 from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
@@ -45,6 +45,7 @@ def cfg(input_path, output_path, *overrides):
             "input.text_columns=[title, body]",
             "input.key_columns=[id]",
             f"model.uri={TINY}",
+            EXACT,  # the engines and reruns compared score for score
             *overrides,
         ],
     )
