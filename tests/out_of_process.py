@@ -32,6 +32,7 @@ from typing import TypeVar
 import pyspark
 import pytest
 from conftest import (
+    EXACT,
     PYTHON,
     REPO,
     ROWS_FOR_CLUSTER,
@@ -168,7 +169,7 @@ def connect_runs(spark, tiny_model, background, tmp_path_factory) -> ConnectRuns
         "input.text_columns=[body]",
         "input.key_columns=[id]",
         f"model.uri={TINY}",
-        "score.precision=fp32",
+        EXACT,
         "score.partitions=2",
     )
     output = tmp / "connect"
@@ -191,7 +192,7 @@ def connect_runs(spark, tiny_model, background, tmp_path_factory) -> ConnectRuns
             f"models.candidate={TINY}",
             f"models.champion={TINY}",
             "promotion.promote=false",
-            "score.precision=fp32",
+            EXACT,
         ),
     ]
     plan = tmp / "steps.json"

@@ -10,7 +10,7 @@ from pathlib import Path
 import mlflow
 import pandas as pd
 import pytest
-from conftest import KEY_SCHEMA, NEGATIVE, POSITIVE, TINY, call_main, change_source, key_rows, keyed_source
+from conftest import EXACT, KEY_SCHEMA, NEGATIVE, POSITIVE, TINY, call_main, change_source, key_rows, keyed_source
 from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 from spark_sentiment.config import load_config
@@ -213,7 +213,7 @@ def test_a_stream_on_s3a_source_output_and_checkpoint(spark, tiny_model):
         "stream.write=merge",
         "input.key_columns=[id]",
         f"model.uri={TINY}",
-        "score.precision=fp32",
+        EXACT,
     )
     code, stdout, err = call_main(score_main, argv)
     assert code == 0, err[-3000:]
