@@ -19,6 +19,10 @@ def data_cfg(path, *overrides):
     return load_config(TrainJobConfig, None, [f"data.path={path}", *overrides]).data
 
 
+def split(data):
+    return data.train, data.eval
+
+
 def write_acl(folder, rows):
     for review_id, text, label in rows:
         sub = folder / ("pos" if label else "neg")
@@ -29,9 +33,11 @@ def write_acl(folder, rows):
 def test_split_folder_of_parquet_files(spark, tmp_path):
     spark.createDataFrame(labeled_rows(40), SCHEMA).toPandas().to_parquet(tmp_path / "train.parquet")
     spark.createDataFrame(labeled_rows(10), SCHEMA).toPandas().to_parquet(tmp_path / "test.parquet")
-    plan = plan_sources(spark, data_cfg(tmp_path))
+    (plan,) = plan_sources(spark, data_cfg(tmp_path))
     assert (plan.train.format, plan.eval.format) == ("parquet", "parquet")
-    train, evaluation = load_training_data(spark, data_cfg(tmp_path, "data.train_rows=30", "data.eval_rows=5"), LABELS)
+    train, evaluation = split(
+        load_training_data(spark, data_cfg(tmp_path, "data.train_rows=30", "data.eval_rows=5"), LABELS)
+    )
     assert (len(train), len(evaluation)) == (30, 5)
     assert set(train.column_names) == {"text", "label"}
     assert set(train["label"]) == {0, 1}
@@ -41,8 +47,8 @@ def test_single_delta_table_holds_out_eval_rows_without_overlap(spark, tmp_path)
     rows = [(f"r{i}", f"review number {i}", i % 2) for i in range(50)]
     spark.createDataFrame(rows, SCHEMA).write.format("delta").save(str(tmp_path / "reviews"))
     cfg = data_cfg(tmp_path / "reviews", "data.train_rows=40", "data.eval_rows=10")
-    assert plan_sources(spark, cfg).eval is None
-    train, evaluation = load_training_data(spark, cfg, LABELS)
+    assert plan_sources(spark, cfg)[0].eval is None
+    train, evaluation = split(load_training_data(spark, cfg, LABELS))
     assert len(train) == 40 and len(evaluation) == 10
     assert not set(train["text"]) & set(evaluation["text"])
 
@@ -51,11 +57,11 @@ def test_seeded_selection_is_reproducible(spark, tmp_path):
     rows = [(f"r{i}", f"review number {i}", i % 2) for i in range(100)]
     spark.createDataFrame(rows, SCHEMA).write.format("delta").save(str(tmp_path / "reviews"))
     cfg = data_cfg(tmp_path / "reviews", "data.train_rows=20", "data.eval_rows=10")
-    first, _ = load_training_data(spark, cfg, LABELS)
-    second, _ = load_training_data(spark, cfg, LABELS)
-    other, _ = load_training_data(
+    first = load_training_data(spark, cfg, LABELS).train
+    second = load_training_data(spark, cfg, LABELS).train
+    other = load_training_data(
         spark, data_cfg(tmp_path / "reviews", "data.train_rows=20", "data.eval_rows=10", "data.seed=7"), LABELS
-    )
+    ).train
     assert first["text"] == second["text"]
     assert first["text"] != other["text"]
 
@@ -64,9 +70,9 @@ def test_aclimdb_layout_with_train_and_test(spark, tmp_path):
     write_acl(tmp_path / "aclImdb" / "train", labeled_rows(12))
     write_acl(tmp_path / "aclImdb" / "test", labeled_rows(6))
     cfg = data_cfg(tmp_path / "aclImdb", "data.train_rows=null", "data.eval_rows=null")
-    plan = plan_sources(spark, cfg)
+    (plan,) = plan_sources(spark, cfg)
     assert (plan.train.format, plan.eval.format) == ("aclimdb", "aclimdb")
-    train, evaluation = load_training_data(spark, cfg, LABELS)
+    train, evaluation = split(load_training_data(spark, cfg, LABELS))
     assert (len(train), len(evaluation)) == (12, 6)
     assert sorted(train["label"]) == [0] * 6 + [1] * 6
 
@@ -77,8 +83,8 @@ def test_catalog_table_and_string_labels(spark):
         "overwrite"
     ).saveAsTable("labeled_reviews")
     cfg = data_cfg("labeled_reviews", "data.text_column=review", "data.label_column=sentiment", "data.eval_rows=4")
-    assert plan_sources(spark, cfg).train.format == "table"
-    train, evaluation = load_training_data(spark, cfg, LABELS)
+    assert plan_sources(spark, cfg)[0].train.format == "table"
+    train, evaluation = split(load_training_data(spark, cfg, LABELS))
     assert len(train) + len(evaluation) == 20
     assert set(train["label"]) == {0, 1}
 
@@ -126,3 +132,70 @@ def test_ingest_lands_an_aclimdb_folder_in_delta(spark, tmp_path):
     assert rows == 7
     landed = spark.read.format("delta").load(str(tmp_path / "out"))
     assert landed.columns == ["review_id", "text", "label"]
+
+
+THREE = ["NEGATIVE", "NEUTRAL", "POSITIVE"]
+GRADES = "{1: NEGATIVE, 2: NEGATIVE, 3: NEUTRAL, 4: POSITIVE, 5: POSITIVE}"
+
+
+def two_sources(tmp_path, spark, grades=GRADES):
+    """A binary source (ids 0/1) and a graded one (1-5), as Parquet, and the config that trains on both."""
+    spark.createDataFrame(labeled_rows(40), SCHEMA).toPandas().to_parquet(tmp_path / "reviews.parquet")
+    graded = pd.DataFrame({"sentence": [f"sentence {i}" for i in range(50)], "grade": [1 + i % 5 for i in range(50)]})
+    graded.to_parquet(tmp_path / "graded.parquet")
+    sources = (
+        f"[{{name: reviews, path: {tmp_path / 'reviews.parquet'}, label_map: {{0: NEGATIVE, 1: POSITIVE}}, "
+        f"train_rows: 30, eval_rows: 6}}, {{name: sentences, path: {tmp_path / 'graded.parquet'}, "
+        f"text_column: sentence, label_column: grade, label_map: {grades}, train_rows: null, eval_rows: 10}}]"
+    )
+    return load_config(TrainJobConfig, None, [f"data.sources={sources}", f"model.labels={THREE}"])
+
+
+def test_several_sources_with_their_own_columns_and_label_maps(spark, tmp_path):
+    cfg = two_sources(tmp_path, spark)
+    plan = plan_sources(spark, cfg.data)
+    assert [(p.name, p.key, p.eval) for p in plan] == [
+        ("reviews", "data.sources[0].", None),
+        ("sentences", "data.sources[1].", None),
+    ]
+    data = load_training_data(spark, cfg.data, THREE)
+    assert (len(data.train), len(data.eval)) == (30 + 40, 6 + 10)
+    assert data.eval_sources == ("reviews",) * 6 + ("sentences",) * 10
+    texts = list(data.train["text"])
+    # shuffled together: the sources' rows are interleaved, not one block after the other
+    assert {t.startswith("sentence") for t in texts[:20]} == {True, False}
+    labels = dict(zip(data.train["text"], data.train["label"]))
+    graded = {f"sentence {i}": 1 + i % 5 for i in range(50)}
+    for text, grade in graded.items():
+        if text in labels:
+            assert labels[text] == {1: 0, 2: 0, 3: 1, 4: 2, 5: 2}[grade]
+    assert set(data.train["label"]) == {0, 1, 2}
+    again = load_training_data(spark, cfg.data, THREE)
+    assert list(again.train["text"]) == texts
+
+
+def test_a_grade_outside_the_map_names_source_column_value_and_count(spark, tmp_path):
+    cfg = two_sources(tmp_path, spark, "{1: NEGATIVE, 2: NEGATIVE, 3: NEUTRAL}")
+    with pytest.raises(DataError) as info:
+        load_training_data(spark, cfg.data, THREE)
+    message = str(info.value)
+    assert "source 'sentences'" in message and "label column 'grade'" in message
+    assert "value '4' in 10 row(s) that label_map does not map (20 such rows in all)" in message
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("data.sources=[{path: ''}]", "config key 'data.sources[0].path' must not be empty"),
+        ("data.sources=[{path: a, eval_rows: -1}]", "'data.sources[0].eval_rows' must be an integer >= 0"),
+        ("data.sources=[{path: a, name: x}, {path: b, name: x}]", "'data.sources' names must differ"),
+        ("data.sources=[{path: a, label_map: {1: GOOD}}]", "'data.sources[0].label_map' maps to ['GOOD'], which"),
+        ("data.sources=[{path: a, colour: red}]", "unknown config key 'data.sources[0].colour'"),
+    ],
+)
+def test_bad_sources_config_names_the_key(override, message):
+    from spark_sentiment.core.errors import ConfigError
+
+    with pytest.raises(ConfigError) as info:
+        load_config(TrainJobConfig, None, [override])
+    assert message in str(info.value)

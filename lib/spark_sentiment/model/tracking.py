@@ -11,6 +11,7 @@ tracking store (``databricks-uc`` -- Unity Catalog -- for a Databricks workspace
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -100,3 +101,9 @@ def configure(section: MlflowSection, local: bool = True) -> str:
         experiment_id = experiment.experiment_id
     mlflow.set_experiment(experiment_id=experiment_id)
     return experiment_id
+
+
+def metric_name(name: str) -> str:
+    """MLflow accepts only alphanumerics and ``_-. :/`` in metric names; column and source names may hold
+    anything."""
+    return re.sub(r"[^A-Za-z0-9_\-. :/]", "_", name)

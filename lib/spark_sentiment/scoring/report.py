@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import logging
-import re
 from typing import Any
 
 import mlflow
 
 from ..config.loader import to_flat_dict
 from ..core.redaction import config_params, scrub
+from ..model.tracking import metric_name
 from ..monitoring.drift import judge
 from .config import ScoreJobConfig
 from .progress import samples_as_metrics
@@ -49,11 +49,6 @@ def add_stats(summary: ScoreSummary, cfg: ScoreJobConfig, stats: RunStats | None
     summary.drift = _drift(cfg, reference, stats) if columns else {}
     summary.drifted = any(d.get("drifted") for d in summary.drift.values())
     summary.precision = [dict(record) for record in stats.precision]
-
-
-def metric_name(name: str) -> str:
-    """MLflow accepts only alphanumerics and ``_-. :/`` in metric names; column names may hold anything."""
-    return re.sub(r"[^A-Za-z0-9_\-. :/]", "_", name)
 
 
 def log_run(cfg: ScoreJobConfig, summary: ScoreSummary, progress: tuple = ()) -> None:

@@ -16,13 +16,13 @@ DataFormat = Literal["auto", "delta", "parquet", "aclimdb", "hf", "table"]
 
 
 @dataclass
-class DataSection:
-    path: str = dataclasses.field(
-        default_factory=default_imdb_source,
-        metadata={
-            "help": "Labeled reviews: a folder with train/test splits (IMDB_DATA layout, aclImdb, Delta or "
-            "Parquet per split), one Delta/Parquet table, a catalog table name, or hf:<dataset>."
-        },
+class SourceSection:
+    """One source of labeled rows: where it is, which columns hold text and label, how its labels map to the
+    model's, and how many rows it gives to training and evaluation."""
+
+    name: str = option("", "Name of the source in logs, metrics and the summary; empty: source<index>.")
+    path: str = option(
+        "", "Labeled rows: a folder with train/test splits, a Delta/Parquet table, a catalog table, hf:<id>."
     )
     format: DataFormat = option(
         "auto", "Source format; auto detects hf:, _delta_log, *.parquet, pos/neg folders, tables."
@@ -33,17 +33,72 @@ class DataSection:
     train_split: str = option("train", "Split used for training when the source has splits.")
     eval_split: str = option("test", "Split used for evaluation when the source has splits.")
     text_column: str = option("text", "Column holding the review text.")
-    label_column: str = option("label", "Column holding the label: 0/1 ids or label names from model.labels.")
+    label_column: str = option(
+        "label", "Column holding the label: ids or names of model.labels, or values that label_map maps."
+    )
+    label_map: dict[str, str] = option(
+        {},
+        "Label value -> model label name, e.g. SST grades {1: NEGATIVE, 2: NEGATIVE, 3: NEUTRAL, 4: POSITIVE, "
+        "5: POSITIVE}; a value outside it fails naming the source, column, value and count. Empty: the column "
+        "holds ids 0..n-1 or names of model.labels.",
+    )
     train_rows: Optional[int] = option(3000, "Rows drawn (after the seeded shuffle) for training; null = all.")
-    eval_rows: Optional[int] = option(300, "Rows drawn (after the seeded shuffle) for evaluation; null = all.")
-    seed: int = option(42, "Seed of the shuffle that picks train/eval rows (the seed recipe's shuffle(seed=42)).")
+    eval_rows: Optional[int] = option(
+        300, "Rows drawn (after the seeded shuffle) for evaluation; null = all; 0 = none from this source."
+    )
 
     def validate(self, prefix: str) -> None:
         require(bool(self.path.strip()), f"{prefix}path", "must not be empty")
-        for key in ("train_rows", "eval_rows"):
-            value = getattr(self, key)
-            require(value is None or value > 0, f"{prefix}{key}", f"must be a positive integer or null, got {value}")
-        require(self.text_column != self.label_column, f"{prefix}label_column", "must differ from data.text_column")
+        value = self.train_rows
+        require(value is None or value > 0, f"{prefix}train_rows", f"must be a positive integer or null, got {value}")
+        value = self.eval_rows
+        require(value is None or value >= 0, f"{prefix}eval_rows", f"must be an integer >= 0 or null, got {value}")
+        require(self.text_column != self.label_column, f"{prefix}label_column", "must differ from text_column")
+
+    def mapping(self) -> dict[str, str]:
+        """``label_map`` keyed by the text of each value (YAML reads ``1:`` as an int key, a column may hold
+        ``1``, ``1.0`` or ``"1"``)."""
+        return {value_key(key): str(name) for key, name in self.label_map.items()}
+
+
+def value_key(value: object) -> str:
+    """The text a label value is matched by in ``label_map`` (``1``, ``1.0`` and ``"1"`` alike)."""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return str(value).strip()
+
+
+@dataclass
+class DataSection(SourceSection):
+    path: str = dataclasses.field(
+        default_factory=default_imdb_source,
+        metadata={
+            "help": "Labeled reviews: a folder with train/test splits (IMDB_DATA layout, aclImdb, Delta or "
+            "Parquet per split), one Delta/Parquet table, a catalog table name, or hf:<dataset>. Not used when "
+            "data.sources is set."
+        },
+    )
+    sources: list[SourceSection] = option(
+        [],
+        "Several labeled sources trained on together (each with name, path, text_column, label_column, "
+        "label_map, train_rows, eval_rows, ...): their rows are drawn per source and shuffled together. Empty: "
+        "the one source described by the data.* keys above.",
+    )
+    seed: int = option(42, "Seed of the shuffle that picks train/eval rows (the seed recipe's shuffle(seed=42)).")
+
+    def validate(self, prefix: str) -> None:
+        for i, source in enumerate(self.sources):
+            source.validate(f"{prefix}sources[{i}].")
+        names = [name for name, _, _ in self.each(prefix)]
+        require(len(set(names)) == len(names), f"{prefix}sources", f"names must differ, got {names}")
+        if not self.sources:
+            super().validate(prefix)
+
+    def each(self, prefix: str = "data.") -> list[tuple[str, SourceSection, str]]:
+        """``(name, source, config key prefix)`` of every source: data.sources, else this section itself."""
+        if not self.sources:
+            return [(self.name or "data", self, prefix)]
+        return [(s.name or f"source{i}", s, f"{prefix}sources[{i}].") for i, s in enumerate(self.sources)]
 
 
 @dataclass
@@ -149,6 +204,30 @@ class TrainSection:
 
 
 @dataclass
+class SentencesSection:
+    clear_precision: float = option(
+        0.9,
+        "score.granularity sentence: a sentence counts as clearly positive or negative from the probability at "
+        "which the eval rows the model calls so are right this often (fitted after training, recorded with the model).",
+    )
+    mixed_rate: float = option(
+        0.05, "At most this fraction of the eval rows labeled POSITIVE or NEGATIVE come out MIXED at sentence level."
+    )
+    neutral_rate: float = option(
+        0.05,
+        "At most this fraction of the eval rows labeled POSITIVE or NEGATIVE come out NEUTRAL at sentence level "
+        "(models with a NEUTRAL label).",
+    )
+    batch_size: int = option(64, "Sentences per forward pass while fitting.")
+
+    def validate(self, prefix: str) -> None:
+        require(0 < self.clear_precision <= 1, f"{prefix}clear_precision", "must be in (0, 1]")
+        for key in ("mixed_rate", "neutral_rate"):
+            require(0 <= getattr(self, key) < 1, f"{prefix}{key}", f"must be in [0, 1), got {getattr(self, key)}")
+        require(self.batch_size > 0, f"{prefix}batch_size", "must be positive")
+
+
+@dataclass
 class RegistrySection:
     name: str = option("SentimentAnalysis", "Registered model name in the MLflow Model Registry.")
     alias: str = option("candidate", "Alias given to the new version.")
@@ -176,10 +255,18 @@ class TrainJobConfig:
     data: DataSection = dataclasses.field(default_factory=DataSection)
     model: ModelSection = dataclasses.field(default_factory=ModelSection)
     train: TrainSection = dataclasses.field(default_factory=TrainSection)
+    sentences: SentencesSection = dataclasses.field(default_factory=SentencesSection)
     registry: RegistrySection = dataclasses.field(default_factory=RegistrySection)
     mlflow: MlflowSection = dataclasses.field(default_factory=MlflowSection)
     spark: SparkSection = dataclasses.field(default_factory=SparkSection)
     report: ReportSection = dataclasses.field(default_factory=ReportSection)
+
+    def validate(self, prefix: str) -> None:
+        for _, source, key in self.data.each(f"{prefix}data."):
+            unknown = sorted(set(source.mapping().values()) - set(self.model.labels))
+            require(
+                not unknown, f"{key}label_map", f"maps to {unknown}, which are not in model.labels {self.model.labels}"
+            )
 
     def training_window(self) -> Window:
         """How training reads each review."""

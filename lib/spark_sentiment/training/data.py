@@ -10,41 +10,71 @@ from pyspark.sql import SparkSession
 
 from ..core.errors import DataError
 from ..io.tables import TableRef, has_split, read_pandas, resolve_source
-from .config import DataSection
+from .config import DataSection, SourceSection, value_key
 
 
 @dataclass(frozen=True)
 class TrainingSources:
+    """Where one source's train and eval rows come from."""
+
+    name: str
+    section: SourceSection
+    key: str  # config key prefix of the source (data. or data.sources[i].), for messages
     train: TableRef
     eval: TableRef | None  # None: hold out eval rows from the shuffled train source
 
 
-def plan_sources(spark: SparkSession, cfg: DataSection) -> TrainingSources:
-    """Resolve where train and eval rows come from (through the paths' Hadoop file systems); fails on a missing
-    path before any data is read."""
+@dataclass(frozen=True)
+class TrainingData:
+    """The sampled rows: ``train`` and ``eval`` datasets (``text``, ``label`` id) and the source of each eval
+    row, in order (for per-source metrics)."""
+
+    train: datasets.Dataset
+    eval: datasets.Dataset
+    eval_sources: tuple[str, ...]
+
+
+def plan_source(spark: SparkSession, name: str, cfg: SourceSection, key: str) -> TrainingSources:
+    """Resolve one source (through the paths' Hadoop file systems); fails on a missing path before any data
+    is read."""
+    path_key = f"{key}path"
     if cfg.eval_path:
         return TrainingSources(
-            resolve_source(spark, cfg.path, cfg.format, None, "data.path"),
-            resolve_source(spark, cfg.eval_path, cfg.format, None, "data.eval_path"),
+            name,
+            cfg,
+            key,
+            resolve_source(spark, cfg.path, cfg.format, None, path_key),
+            resolve_source(spark, cfg.eval_path, cfg.format, None, f"{key}eval_path"),
         )
     if has_split(spark, cfg.path, cfg.train_split):
-        train = resolve_source(spark, cfg.path, cfg.format, cfg.train_split, "data.path")
+        train = resolve_source(spark, cfg.path, cfg.format, cfg.train_split, path_key)
+        evaluation = None
         if has_split(spark, cfg.path, cfg.eval_split):
-            return TrainingSources(train, resolve_source(spark, cfg.path, cfg.format, cfg.eval_split, "data.path"))
-        return TrainingSources(train, None)
-    return TrainingSources(resolve_source(spark, cfg.path, cfg.format, None, "data.path"), None)
+            evaluation = resolve_source(spark, cfg.path, cfg.format, cfg.eval_split, path_key)
+        return TrainingSources(name, cfg, key, train, evaluation)
+    return TrainingSources(name, cfg, key, resolve_source(spark, cfg.path, cfg.format, None, path_key), None)
 
 
-def normalize_labels(frame: pd.DataFrame, column: str, labels: list[str], where: str) -> pd.Series:
+def plan_sources(spark: SparkSession, cfg: DataSection) -> list[TrainingSources]:
+    """Every source of ``cfg`` resolved (``data.sources``, else the one ``data.*`` source)."""
+    return [plan_source(spark, name, source, key) for name, source, key in cfg.each()]
+
+
+def normalize_labels(
+    frame: pd.DataFrame, column: str, labels: list[str], where: str, mapping: dict[str, str] | None = None
+) -> pd.Series:
     """Map a label column to class ids ``0..len(labels)-1``.
 
-    Accepts integer ids or label names (case-insensitive). Nulls and unknown values raise a
+    Without ``mapping``: integer ids or label names (case-insensitive). With one (value text -> label name,
+    :meth:`SourceSection.mapping`): each value through it. Nulls and unknown values raise a
     :class:`DataError` naming the column, the offending value and how many rows hold it.
     """
     values = frame[column]
     nulls = int(values.isna().sum())
     if nulls:
         raise DataError(f"label column '{column}' in {where} has {nulls} null value(s)")
+    if mapping:
+        return _mapped(values, column, labels, where, mapping)
     by_name = {name.lower(): i for i, name in enumerate(labels)}
     by_id = {i: i for i in range(len(labels))}
 
@@ -71,7 +101,21 @@ def normalize_labels(frame: pd.DataFrame, column: str, labels: list[str], where:
     return ids.astype("int64")
 
 
-def _clean(frame: pd.DataFrame, cfg: DataSection, labels: list[str], where: str) -> pd.DataFrame:
+def _mapped(values: pd.Series, column: str, labels: list[str], where: str, mapping: dict[str, str]) -> pd.Series:
+    ids = {name: i for i, name in enumerate(labels)}
+    keys = values.map(value_key)
+    bad = values[~keys.isin(list(mapping))]
+    if len(bad):
+        counts = keys[bad.index].value_counts()
+        value, count = counts.index[0], int(counts.iloc[0])
+        raise DataError(
+            f"label column '{column}' in {where} has value {value!r} in {count} row(s) that label_map does not map "
+            f"({len(bad)} such rows in all); label_map maps {sorted(mapping)}"
+        )
+    return keys.map(lambda key: ids[mapping[key]]).astype("int64")
+
+
+def _clean(frame: pd.DataFrame, cfg: SourceSection, labels: list[str], where: str) -> pd.DataFrame:
     texts = frame[cfg.text_column]
     non_strings = texts[texts.notna() & ~texts.map(lambda v: isinstance(v, str))]
     if len(non_strings):
@@ -81,28 +125,52 @@ def _clean(frame: pd.DataFrame, cfg: DataSection, labels: list[str], where: str)
     nulls = int(texts.isna().sum())
     if nulls:
         raise DataError(f"text column '{cfg.text_column}' in {where} has {nulls} null value(s)")
-    return pd.DataFrame({"text": texts.astype(str), "label": normalize_labels(frame, cfg.label_column, labels, where)})
+    ids = normalize_labels(frame, cfg.label_column, labels, where, cfg.mapping())
+    return pd.DataFrame({"text": texts.astype(str), "label": ids})
 
 
 def _sample(frame: pd.DataFrame, seed: int, start: int, rows: int | None) -> datasets.Dataset:
     # The seed recipe's dataset.shuffle(seed=42).select(range(n)), kept bit-for-bit.
     shuffled = datasets.Dataset.from_pandas(frame, preserve_index=False).shuffle(seed=seed)
+    if rows == 0:
+        return shuffled.select([])
     stop = len(shuffled) if rows is None else min(len(shuffled), start + rows)
     if stop <= start:
         raise DataError(f"not enough rows: {len(shuffled)} available, {start} already held out for evaluation")
     return shuffled.select(range(start, stop))
 
 
-def load_training_data(
-    spark: SparkSession, cfg: DataSection, labels: list[str], plan: TrainingSources | None = None
+def _load_source(
+    spark: SparkSession, plan: TrainingSources, labels: list[str], seed: int
 ) -> tuple[datasets.Dataset, datasets.Dataset]:
-    """Read, validate and sample ``(train, eval)`` datasets with columns ``text`` and ``label`` (int id)."""
-    plan = plan or plan_sources(spark, cfg)
+    cfg = plan.section
     columns = [cfg.text_column, cfg.label_column]
-    train_frame = _clean(read_pandas(spark, plan.train, columns), cfg, labels, plan.train.describe())
+
+    def named(ref: TableRef) -> str:
+        return ref.describe() if plan.key == "data." else f"source '{plan.name}' ({ref.describe()})"
+
+    train_frame = _clean(read_pandas(spark, plan.train, columns), cfg, labels, named(plan.train))
     if plan.eval is None:
         # One source: the first eval_rows of the shuffle are held out, training draws from the rest.
-        evaluation = _sample(train_frame, cfg.seed, 0, cfg.eval_rows or max(1, len(train_frame) // 10))
-        return _sample(train_frame, cfg.seed, len(evaluation), cfg.train_rows), evaluation
-    eval_frame = _clean(read_pandas(spark, plan.eval, columns), cfg, labels, plan.eval.describe())
-    return _sample(train_frame, cfg.seed, 0, cfg.train_rows), _sample(eval_frame, cfg.seed, 0, cfg.eval_rows)
+        held_out = max(1, len(train_frame) // 10) if cfg.eval_rows is None else cfg.eval_rows
+        evaluation = _sample(train_frame, seed, 0, held_out)
+        return _sample(train_frame, seed, len(evaluation), cfg.train_rows), evaluation
+    eval_frame = _clean(read_pandas(spark, plan.eval, columns), cfg, labels, named(plan.eval))
+    return _sample(train_frame, seed, 0, cfg.train_rows), _sample(eval_frame, seed, 0, cfg.eval_rows)
+
+
+def load_training_data(
+    spark: SparkSession, cfg: DataSection, labels: list[str], plan: list[TrainingSources] | None = None
+) -> TrainingData:
+    """Read, validate and sample every source; ``train`` and ``eval`` hold columns ``text`` and ``label``
+    (int id). One source's rows keep the seeded order of the seed recipe; several sources' training rows are
+    shuffled together (seeded), so every batch mixes them."""
+    plan = plan if plan is not None else plan_sources(spark, cfg)
+    parts = [(source.name, *_load_source(spark, source, labels, cfg.seed)) for source in plan]
+    if len(parts) == 1:
+        name, train, evaluation = parts[0]
+        return TrainingData(train, evaluation, (name,) * len(evaluation))
+    train = datasets.concatenate_datasets([train for _, train, _ in parts]).shuffle(seed=cfg.seed)
+    evaluation = datasets.concatenate_datasets([evaluation for _, _, evaluation in parts])
+    eval_sources = tuple(name for name, _, part in parts for _ in range(len(part)))
+    return TrainingData(train.flatten_indices(), evaluation, eval_sources)

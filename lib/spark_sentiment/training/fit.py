@@ -14,6 +14,7 @@ from ..inference.precision import PrecisionChoice
 from ..model.base import load_base
 from ..model.window import encode
 from .arguments import build_trainer
+from .compat import predictions_in_order
 from .config import TrainJobConfig
 from .precision import resolve_precision
 
@@ -53,6 +54,7 @@ def fit(cfg: TrainJobConfig, train_ds: Dataset, eval_ds: Dataset, report_to: lis
         trainer.train()
         # the last epoch's evaluation (skipped in training, see FinalEvaluationByPredictCallback): the same
         # eval_* metrics at the last step, in log_history and for every report_to integration
-        final = trainer.predict(eval_tok, metric_key_prefix="eval")
+        with predictions_in_order(trainer.args):  # calibration pairs each prediction with its row
+            final = trainer.predict(eval_tok, metric_key_prefix="eval")
         trainer.log(dict(final.metrics))
     return Fitted(trainer.model, tokenizer, trainer.state.log_history, final.predictions, final.metrics, precision)

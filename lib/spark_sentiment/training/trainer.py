@@ -13,10 +13,13 @@ from pyspark.sql import SparkSession
 from ..config.loader import to_flat_dict
 from ..core.redaction import config_params, scrub
 from ..core.session import is_local
+from ..inference import sentences
+from ..inference.predictor import length_batches, run_batches
 from ..model import flavor, registry, tracking
-from ..monitoring import distributions, plots
+from ..model.window import TEMPERATURE_ATTRIBUTE, special_tokens
+from ..monitoring import calibration, distributions, plots
 from .config import TrainJobConfig
-from .data import TrainingSources, load_training_data
+from .data import TrainingData, TrainingSources, load_training_data
 from .distributed import fit_distributed
 from .fit import fit
 from .precision import bf16_agreement
@@ -24,16 +27,75 @@ from .precision import bf16_agreement
 log = logging.getLogger(__name__)
 
 
-def _log_monitoring(log_history: list[dict], logits: np.ndarray, labels: list[str]) -> None:
-    """The curves PNG, and the eval set's prediction distribution that scoring runs compare with."""
+def _log_monitoring(log_history: list[dict], probabilities: np.ndarray, labels: list[str]) -> None:
+    """The curves PNG, and the eval set's prediction distribution (calibrated, as scoring computes it) that
+    scoring runs compare with."""
     figure = plots.training_curves(log_history)
     mlflow.log_figure(figure, "plots/training_curves.png")
     plots.close(figure)
-    exp = np.exp(logits - logits.max(axis=1, keepdims=True))
-    probabilities = exp / exp.sum(axis=1, keepdims=True)
     predicted = [labels[i] for i in probabilities.argmax(axis=1)]
     reference = distributions.from_arrays(predicted, probabilities.max(axis=1))
     mlflow.log_dict(reference, distributions.REFERENCE_ARTIFACT)
+
+
+def calibrate(model: Any, logits: np.ndarray, data: TrainingData) -> dict[str, Any]:
+    """Fit the temperature on the eval rows, record it in the model's config, and measure: ECE before and
+    after, and accuracy per source (logged as metrics). Returns the calibration record."""
+    truth = np.asarray(data.eval["label"], dtype=np.int64)
+    temperature = calibration.fit_temperature(logits, truth)
+    setattr(model.config, TEMPERATURE_ATTRIBUTE, temperature)
+    before = calibration.expected_calibration_error(calibration.softmax(logits), truth)
+    after = calibration.expected_calibration_error(calibration.softmax(logits, temperature), truth)
+    record = {"temperature": round(temperature, 4), "ece_before": round(before, 4), "ece": round(after, 4)}
+    record["rows"] = int(len(truth))
+    mlflow.log_metrics({"temperature": temperature, "eval_ece_uncalibrated": before, "eval_ece": after})
+    sources = np.asarray(data.eval_sources)
+    if len(set(data.eval_sources)) > 1:
+        correct = logits.argmax(axis=1) == truth
+        per_source = {name: float(correct[sources == name].mean()) for name in dict.fromkeys(data.eval_sources)}
+        mlflow.log_metrics({tracking.metric_name(f"eval_accuracy.{name}"): v for name, v in per_source.items()})
+        record["accuracy_per_source"] = {name: round(value, 4) for name, value in per_source.items()}
+    return record
+
+
+def fit_sentence_rule(
+    cfg: TrainJobConfig, model: Any, tokenizer: Any, data: TrainingData, probabilities: np.ndarray
+) -> dict[str, Any] | None:
+    """Fit score.granularity sentence's aggregation on the eval rows (their sentences scored with the trained
+    model) and record it in the model's config; None for a model without POSITIVE and NEGATIVE labels."""
+    labels = list(cfg.model.labels)
+    try:
+        sentences.polar_indices(labels)
+    except ValueError as exc:
+        log.info("no sentence aggregation fitted: %s", exc)
+        return None
+    texts = list(data.eval["text"])
+    prefix, suffix = special_tokens(tokenizer)
+    window = cfg.scoring_window().clamp(int(getattr(model.config, "max_position_embeddings", 512)))
+    plan = sentences.plan_sentences(tokenizer, texts, window.max_length - len(prefix) - len(suffix), prefix, suffix)
+    lengths = np.fromiter((len(p) for p in plan.pieces), dtype=np.int64, count=len(plan.pieces))
+    batches = length_batches(lengths, cfg.sentences.batch_size)
+    temperature = float(getattr(model.config, TEMPERATURE_ATTRIBUTE))
+    model.eval()
+    piece_p = run_batches(model, plan.pieces, batches, tokenizer.pad_token_id or 0, temperature, len(labels))
+    sentence_p = plan.sentence_probabilities(piece_p)
+    bounds = np.searchsorted(plan.sentence_review, np.arange(len(texts) + 1))
+    per_row = [
+        (sentence_p[bounds[i] : bounds[i + 1]], plan.weights[bounds[i] : bounds[i + 1]]) for i in range(len(texts))
+    ]
+    rule = sentences.fit_aggregation(
+        probabilities,
+        np.asarray(data.eval["label"]),
+        per_row,
+        labels,
+        cfg.sentences.clear_precision,
+        cfg.sentences.mixed_rate,
+        cfg.sentences.neutral_rate,
+    )
+    setattr(model.config, sentences.AGGREGATION_ATTRIBUTE, rule.to_dict())
+    mlflow.log_params({f"sentence_{key}": value for key, value in rule.to_dict().items() if key != "fitted"})
+    mlflow.log_dict(rule.to_dict(), "sentences/aggregation.json")
+    return {**rule.to_dict(), "sentences": len(plan.spans)}
 
 
 def _log_precision(fitted) -> dict[str, Any]:
@@ -46,7 +108,9 @@ def _log_precision(fitted) -> dict[str, Any]:
     return {"train": choice.as_dict()}
 
 
-def train_and_register(spark: SparkSession, cfg: TrainJobConfig, plan: TrainingSources | None = None) -> dict[str, Any]:
+def train_and_register(
+    spark: SparkSession, cfg: TrainJobConfig, plan: list[TrainingSources] | None = None
+) -> dict[str, Any]:
     """Fine-tune, evaluate, log and register; returns the job summary.
 
     Parameters
@@ -77,7 +141,8 @@ def train_and_register(spark: SparkSession, cfg: TrainJobConfig, plan: TrainingS
             "request_id": request,
             "seconds": round(time.perf_counter() - started, 1),
         }
-    train_ds, eval_ds = load_training_data(spark, cfg.data, cfg.model.labels, plan)
+    data = load_training_data(spark, cfg.data, cfg.model.labels, plan)
+    train_ds, eval_ds = data.train, data.eval
     phases = {"data_seconds": time.perf_counter() - started}
     log.info("training on %d rows, evaluating on %d rows", len(train_ds), len(eval_ds))
     with mlflow.start_run() as run:
@@ -95,8 +160,11 @@ def train_and_register(spark: SparkSession, cfg: TrainJobConfig, plan: TrainingS
         log_started = time.perf_counter()
         metrics = {"accuracy": fitted.metrics["eval_accuracy"], "f1": fitted.metrics["eval_f1"]}
         mlflow.log_metrics({"final_accuracy": metrics["accuracy"], "final_f1": metrics["f1"]})
-        _log_monitoring(fitted.log_history, fitted.logits, cfg.model.labels)
         model, tokenizer = fitted.model, fitted.tokenizer
+        calibrated = calibrate(model, fitted.logits, data)
+        probabilities = calibration.softmax(fitted.logits, calibrated["temperature"])
+        _log_monitoring(fitted.log_history, probabilities, cfg.model.labels)
+        sentence_rule = fit_sentence_rule(cfg, model, tokenizer, data, probabilities)
         pipe = flavor.build_pipeline(model, tokenizer, cfg.model.pipeline_batch_size)
         examples = {text: pipe(text, truncation=True)[0]["label"] for text in flavor.INPUT_EXAMPLE}
         window = cfg.scoring_window().clamp(int(getattr(model.config, "max_position_embeddings", 512)))
@@ -107,7 +175,7 @@ def train_and_register(spark: SparkSession, cfg: TrainJobConfig, plan: TrainingS
             mlflow.log_metrics({"cpu_bf16_label_agreement": agreement.agreement})
             precision["cpu_bf16_agreement"] = agreement.as_dict()
         cpu_bf16 = agreement.as_dict() if agreement is not None else None
-        _, version = flavor.log_pipeline(pipe, cfg.registry.name, window, cpu_bf16=cpu_bf16)
+        _, version = flavor.log_pipeline(pipe, cfg.registry.name, window, cpu_bf16=cpu_bf16, calibration=calibrated)
         if request:
             registry.tag_request(cfg.registry.name, version, request)
             mlflow.set_tag(registry.REQUEST_TAG, request)
@@ -126,6 +194,9 @@ def train_and_register(spark: SparkSession, cfg: TrainJobConfig, plan: TrainingS
             "model_uri": f"models:/{cfg.registry.name}/{version}",
             "aliases": aliases,
             "metrics": metrics,
+            "labels": list(cfg.model.labels),
+            "calibration": calibrated,
+            "sentence_aggregation": sentence_rule,
             "examples": examples,
             "train_rows": len(train_ds),
             "eval_rows": len(eval_ds),
