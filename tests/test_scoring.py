@@ -76,6 +76,13 @@ def test_both_engines_label_several_columns_identically(spark, tiny_model, revie
         .first()[0]
     )
     assert worst < 1e-4
+    # every label's probability, the same from both engines
+    pairs = a.join(b, "id").select("a.body_sentiment_probabilities", "b.body_sentiment_probabilities").collect()
+    for native_p, mlflow_p in pairs:
+        assert (native_p is None) == (mlflow_p is None)
+        if native_p is not None:
+            assert set(native_p) == set(mlflow_p) == {"NEGATIVE", "POSITIVE"}
+            assert max(abs(native_p[k] - mlflow_p[k]) for k in native_p) < 1e-4
 
 
 def test_native_engine_scores_with_any_predictor_factory(spark, tiny_model, reviews, tmp_path):
@@ -105,8 +112,10 @@ def test_output_schema_and_text_policy(spark, tiny_model, reviews, tmp_path):
         ("body", "string"),
         ("title_sentiment", "string"),
         ("title_sentiment_score", "float"),
+        ("title_sentiment_probabilities", "map<string,float>"),
         ("body_sentiment", "string"),
         ("body_sentiment_score", "float"),
+        ("body_sentiment_probabilities", "map<string,float>"),
         ("sentiment_model", "string"),
         ("scored_at", "timestamp"),
     ]
@@ -114,9 +123,14 @@ def test_output_schema_and_text_policy(spark, tiny_model, reviews, tmp_path):
     # null, empty, spaces, and tab/newline-only texts get null label and score
     for key, column in [(2, "title"), (3, "title"), (3, "body"), (4, "title"), (4, "body")]:
         assert rows[key][f"{column}_sentiment"] is None and rows[key][f"{column}_sentiment_score"] is None
+        assert rows[key][f"{column}_sentiment_probabilities"] is None
     for key in (1, 5, 6, 7):  # long, non-Latin, HTML and emoji texts all get a label
         assert rows[key]["title_sentiment"] in ("NEGATIVE", "POSITIVE")
         assert 0.5 <= rows[key]["title_sentiment_score"] <= 1.0
+        probabilities = rows[key]["title_sentiment_probabilities"]
+        assert set(probabilities) == {"NEGATIVE", "POSITIVE"}
+        assert abs(sum(probabilities.values()) - 1) < 1e-5
+        assert probabilities[rows[key]["title_sentiment"]] == rows[key]["title_sentiment_score"]
     assert {r["sentiment_model"] for r in rows.values()} == {f"TinySentiment/{tiny_model['model_version']}"}
     assert len({r["scored_at"] for r in rows.values()}) == 1
 

@@ -99,6 +99,13 @@ class ScoreSection:
         "(a second or two, once per CPU model), bf16 only for models whose recorded bf16 labels agree with fp32 "
         "(score.bf16_min_agreement). The summary gives the choice and both rows/s. native engine only.",
     )
+    granularity: Literal["review", "sentence"] = option(
+        "review",
+        "review: one label per text from its truncation window. sentence: every sentence of the whole text "
+        "scored (no token cap; a sentence longer than the window cut into pieces), the text's label by the rule "
+        "recorded with the model (NEGATIVE / NEUTRAL / POSITIVE / MIXED), plus <c>_sentences (offsets, label, "
+        "score) and <c>_sentiment_evidence. native engine only.",
+    )
     bf16_min_agreement: float = option(
         0.99,
         "precision auto on CPU: bf16 is a candidate only if its labels agreed with fp32 on at least this fraction "

@@ -1,4 +1,5 @@
-"""Two scoring engines with one contract: a function ``text column -> struct<label string, score float>``.
+"""Two scoring engines with one contract: a function ``text column -> struct<label string, score float,
+probabilities map<string, float>>`` (:data:`.worker.RESULT_TYPE`).
 
 * ``native``: an iterator pandas UDF (:mod:`.worker`, all the executors import); a predictor factory (by
   default :class:`predictor.Predictor`) builds the model once per Python worker from the package Spark
@@ -12,6 +13,7 @@ byte never fails a task; the stored text is left as it was.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable
 
 from pyspark import Accumulator
@@ -22,7 +24,7 @@ from ..config.sections import ScoreSection
 from ..core.errors import ModelError
 from ..model import compat
 from ..model.registry import ResolvedModel
-from .live import shared_listener
+from .live import Address, shared_listener
 from .package import ModelPackage, build_package, ship, verify
 from .predictor import Predictor, PredictorFactory, PredictorOptions, resolve_window
 from .text_policy import scorable
@@ -30,7 +32,21 @@ from .worker import RESULT_TYPE, ChoicesParam, native_udf
 
 __all__ = ["RESULT_TYPE", "ScoreFn", "native_udf", "scoring_function", "shipped_native_udf"]
 
-ScoreFn = Callable[[Column], Column]
+
+@dataclass(frozen=True)
+class ScoreFn:
+    """A text column -> the engine's result struct (:func:`.worker.result_type` of ``granularity``), and what
+    the native engine reports back where it can: ``rows``, texts done (at task end), ``live``, where running
+    tasks send texts done, and ``choices``, the precision each kind of worker chose."""
+
+    apply: Callable[[Column], Column]
+    granularity: str = "review"
+    rows: Accumulator | None = None
+    live: Address | None = None
+    choices: Accumulator | None = None
+
+    def __call__(self, column: Column) -> Column:
+        return self.apply(column)
 
 
 def predictor_options(score: ScoreSection, allow_pickle_weights: bool = False) -> PredictorOptions:
@@ -47,6 +63,7 @@ def predictor_options(score: ScoreSection, allow_pickle_weights: bool = False) -
         precision=score.precision,
         bf16_min_agreement=score.bf16_min_agreement,
         allow_pickle_weights=allow_pickle_weights,
+        granularity=score.granularity,
     )
 
 
@@ -94,7 +111,9 @@ def rows_counter(spark: SparkSession) -> Accumulator | None:
 
 
 def mlflow_udf(spark: SparkSession, resolved: ResolvedModel, package: ModelPackage, options: PredictorOptions):
-    """``mlflow.pyfunc.spark_udf`` returning ``struct<label, score>`` (artifacts shipped by MLflow).
+    """``mlflow.pyfunc.spark_udf`` returning ``struct<label, score, probabilities>`` (artifacts shipped by
+    MLflow). Where spark_udf takes no map result (MLflow 2.12), a two-label model's probabilities are its
+    score and the rest; more labels are refused.
 
     The model's pyfunc reads reviews through the window given as its model_config: the one the native
     engine would use for these options, so both engines read the same tokens."""
@@ -119,10 +138,17 @@ def mlflow_udf(spark: SparkSession, resolved: ResolvedModel, package: ModelPacka
                 "native, or leave score.truncation/max_length unset"
             )
         config_argument = {}
+    labels = [name for _, name in sorted(package.id2label.items())]
+    maps = compat.spark_udf_returns_maps()
+    if not maps and len(labels) != 2:
+        raise ModelError(
+            f"model {resolved.label}: engine mlflow under MLflow {compat.mlflow_version()} cannot return the "
+            f"probabilities of {len(labels)} labels (its spark_udf takes no map result); use engine native"
+        )
     udf = mlflow.pyfunc.spark_udf(
         spark,
         model_uri=resolved.uri,
-        result_type="label string, score double",
+        result_type="label string, score double" + (", probabilities map<string, double>" if maps else ""),
         env_manager="local",
         **config_argument,
     )
@@ -130,7 +156,17 @@ def mlflow_udf(spark: SparkSession, resolved: ResolvedModel, package: ModelPacka
     def apply(column: Column) -> Column:
         # The pipeline cannot take null; feed a placeholder and null the result where the text is not scorable.
         result = udf(F.when(scorable(column), column).otherwise(F.lit(".")))
-        return F.struct(result["label"].alias("label"), result["score"].cast("float").alias("score"))
+        if maps:
+            probabilities = result["probabilities"].cast("map<string, float>")
+        else:  # two labels: the other one's probability is the rest
+            label, score = result["label"], result["score"].cast("float")
+            other = F.when(label == labels[0], F.lit(labels[1])).otherwise(F.lit(labels[0]))
+            probabilities = F.map_from_arrays(F.array(label, other), F.array(score, 1 - score))
+        return F.struct(
+            result["label"].alias("label"),
+            result["score"].cast("float").alias("score"),
+            probabilities.alias("probabilities"),
+        )
 
     return apply
 
@@ -142,11 +178,16 @@ def scoring_function(
     options: PredictorOptions,
     factory: PredictorFactory = Predictor,
 ) -> ScoreFn:
-    """Build the engine once on the driver; returns ``column -> struct<label, score>``.
+    """Build the engine once on the driver; returns ``column -> struct<label, score, probabilities>``.
 
     ``factory`` builds the native engine's per-worker predictor (the mlflow engine loads MLflow's pyfunc).
     """
     if engine == "mlflow":
+        if options.granularity != "review":
+            raise ModelError(
+                f"score.granularity {options.granularity} needs engine native (engine mlflow runs the model as "
+                "MLflow's pyfunc, one label per text)"
+            )
         package = checked_package(resolved, options.allow_pickle_weights)  # same weight policy for both engines
         raw = mlflow_udf(spark, resolved, package, options)
     else:
@@ -157,8 +198,5 @@ def scoring_function(
         text = F.make_valid_utf8(column) if hasattr(F, "make_valid_utf8") else column
         return F.when(scorable(text), raw(text))
 
-    # what the native engine reports back, where it can: texts done (at task end; live while tasks run)
-    # and the precision each worker chose
-    for name in ("rows", "live", "choices"):
-        setattr(score, name, getattr(raw, name, None))
-    return score
+    reported = {name: getattr(raw, name, None) for name in ("rows", "live", "choices")}
+    return ScoreFn(score, options.granularity, **reported)

@@ -25,9 +25,10 @@ from ..core.errors import ModelError
 from ..core.paths import data_dir
 from ..model.flavor import AGREEMENT_METADATA_KEY
 from ..model.registry import ResolvedModel
-from ..model.window import CODE_MODULE, Window
+from ..model.window import CODE_MODULE, Window, temperature_of
 from .precision import AGREEMENT_KEY
 from .predictor import META_FILE, recorded_window
+from .sentences import AGGREGATION_ATTRIBUTE
 
 
 @dataclass(frozen=True)
@@ -40,7 +41,7 @@ class ModelPackage:
     window_recorded: bool  # False: a model logged without one (its pyfunc reads the head, MLflow's own loader)
 
 
-PACKAGE_FORMAT = 3  # part of the cache key: 2 added the recorded window, 3 the bf16 agreement
+PACKAGE_FORMAT = 4  # part of the cache key: 2 added the recorded window, 3 the bf16 agreement, 4 the temperature
 
 
 def _mlmodel(root: Path, uri: str) -> dict:
@@ -134,6 +135,8 @@ def build_package(
                 "max_length": int(min(tokenizer_config.get("model_max_length", positions), positions)),
                 "max_position_embeddings": positions,
                 "window": _recorded_window(flavors),
+                "temperature": temperature_of(config),  # calibration fitted at training (1: none)
+                "aggregation": config.get(AGGREGATION_ATTRIBUTE),  # sentence granularity's rule (None: not fitted)
                 # bf16/fp32 label agreement measured at training: lets precision auto consider bf16 on CPUs
                 AGREEMENT_KEY: (mlmodel.get("metadata") or {}).get(AGREEMENT_METADATA_KEY),
             }

@@ -24,7 +24,7 @@ import pandas as pd
 
 from ..core.errors import ModelError
 from ..model.compat import dtype_argument
-from ..model.window import Window, encode, pad
+from ..model.window import Window, encode, pad, special_tokens
 from .precision import (
     AGREEMENT_KEY,
     Agreement,
@@ -35,6 +35,7 @@ from .precision import (
     model_shape,
     rate,
 )
+from .sentences import Aggregation, aggregate, plan_sentences, polar_indices
 from .text_policy import scorable_mask
 
 Progress = Callable[[int], None]  # called with the number of texts just done
@@ -76,6 +77,40 @@ class PredictorOptions:
     precision: str = "auto"  # auto | fp32 | bf16 | fp16
     bf16_min_agreement: float = 0.99  # auto on CPU: bf16 only for models whose recorded agreement reaches this
     allow_pickle_weights: bool = False  # pickle can run code: only for trusted models
+    granularity: str = "review"  # review | sentence
+
+
+SENTENCE_COLUMNS = (
+    "label",
+    "score",
+    "probabilities",
+    "sentence_start",
+    "sentence_end",
+    "sentence_label",
+    "sentence_score",
+    "evidence",
+)
+
+
+def sentence_rule(meta: dict, labels: list[str]) -> Aggregation:
+    """The sentence aggregation recorded with a model package.
+
+    Raises
+    ------
+    ModelError
+        The model records none (trained before sentence granularity) or lacks POSITIVE/NEGATIVE labels.
+    """
+    try:
+        polar_indices(labels)
+    except ValueError as exc:
+        raise ModelError(f"model {meta.get('model', '')}: {exc}") from None
+    rule = Aggregation.from_dict(meta.get("aggregation"))
+    if rule is None:
+        raise ModelError(
+            f"model {meta.get('model', '')} records no sentence aggregation thresholds (trained before "
+            "score.granularity existed): retrain it, or score with score.granularity=review"
+        )
+    return rule
 
 
 def resolve_window(recorded: Window, options: PredictorOptions) -> Window:
@@ -130,6 +165,55 @@ def fixed_precision(precision: str, device: str) -> str | None:
     return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
 
 
+def length_batches(lengths: np.ndarray, rows: int, tokens: int | None = None) -> list[np.ndarray]:
+    """Indices in length order, cut into batches of at most ``rows`` rows and ``tokens`` padded tokens."""
+    order = np.argsort(lengths, kind="stable")
+    out, start = [], 0
+    while start < len(order):
+        stop = min(start + rows, len(order))
+        if tokens:
+            # sorted ascending: the widest row of order[start:stop] is the last one
+            while stop - start > 1 and (stop - start) * lengths[order[stop - 1]] > tokens:
+                stop -= 1
+        out.append(order[start:stop])
+        start = stop
+    return out
+
+
+def run_batches(
+    model,
+    token_ids: list[list[int]],
+    batches: list[np.ndarray],
+    pad_id: int,
+    temperature: float,
+    labels: int,
+    progress: Progress | None = None,
+) -> np.ndarray:
+    """``softmax(logits / temperature)`` of every text (rows x labels, float32), one padded forward pass per
+    batch of indices; ``progress(rows)`` after each. On a GPU model, the batches are copied through pinned
+    memory so the copy overlaps with the previous batch's compute."""
+    import torch
+
+    probabilities = np.zeros((len(token_ids), labels), dtype=np.float32)
+    device = next(model.parameters()).device
+    on_gpu = device.type != "cpu"
+    # Widest batch first: each later batch's activations fit in blocks the earlier ones freed. In ascending
+    # order every batch needed bigger blocks than any freed before and glibc's heap grew with every
+    # width (a worker's RSS went 1.1 -> 1.7 GB over 500 reviews at 512 tokens; 1.3 GB flat this way).
+    for chunk in reversed(batches):
+        ids, mask = pad([token_ids[i] for i in chunk], pad_id)
+        ids_t, mask_t = torch.from_numpy(ids), torch.from_numpy(mask)
+        if on_gpu:
+            ids_t = ids_t.pin_memory().to(device, non_blocking=True)
+            mask_t = mask_t.pin_memory().to(device, non_blocking=True)
+        with torch.inference_mode():
+            logits = model(input_ids=ids_t, attention_mask=mask_t).logits
+        probabilities[chunk] = torch.softmax(logits.float() / temperature, dim=-1).cpu().numpy()
+        if progress is not None:
+            progress(len(chunk))
+    return probabilities
+
+
 class Predictor:
     """A loaded sequence classifier that labels a pandas Series of texts.
 
@@ -177,6 +261,11 @@ class Predictor:
             self.choice, self.model = self._measured(model.eval(), meta)
         self.dtype = torch_dtype(self.choice.chosen)
         self.id2label = {int(k): v for k, v in meta["id2label"].items()}
+        self.labels = [self.id2label[i] for i in range(len(self.id2label))]
+        self.temperature = float(meta.get("temperature") or 1.0)  # fitted at training (1: not calibrated)
+        self.aggregation = None
+        if options.granularity == "sentence":
+            self.aggregation = sentence_rule(meta, self.labels)
 
     def _measured(self, model, meta: dict):
         """``auto`` on a CPU: the allowed precisions (:func:`.precision.cpu_candidates`), timed on the real
@@ -219,73 +308,95 @@ class Predictor:
     def batches(self, lengths: np.ndarray) -> list[np.ndarray]:
         """Row indices in length order, cut into batches of at most ``batch_size`` rows and ``max_tokens``
         padded tokens (so long reviews get smaller batches and short ones larger)."""
-        order = np.argsort(lengths, kind="stable")
-        limit_rows, limit_tokens = self.options.batch_size, self.options.max_tokens
-        out, start = [], 0
-        while start < len(order):
-            stop = min(start + limit_rows, len(order))
-            if limit_tokens:
-                # sorted ascending: the widest row of order[start:stop] is the last one
-                while stop - start > 1 and (stop - start) * lengths[order[stop - 1]] > limit_tokens:
-                    stop -= 1
-            out.append(order[start:stop])
-            start = stop
-        return out
+        return length_batches(lengths, self.options.batch_size, self.options.max_tokens)
 
-    def forward(self, token_ids: list[list[int]], progress: Progress | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Class ids and their probabilities, length-sorted into dynamically padded mini-batches;
-        ``progress(rows)`` is called after each mini-batch."""
-        import torch
-
-        n = len(token_ids)
-        best = np.zeros(n, dtype=np.int64)
-        probability = np.zeros(n, dtype=np.float32)
-        lengths = np.fromiter((len(t) for t in token_ids), dtype=np.int64, count=n)
-        on_gpu = self.device != "cpu"
-        # Widest batch first: each later batch's activations fit in blocks the earlier ones freed. In ascending
-        # order every batch needed bigger blocks than any freed before and glibc's heap grew with every
-        # width (a worker's RSS went 1.1 -> 1.7 GB over 500 reviews at 512 tokens; 1.3 GB flat this way).
-        for chunk in reversed(self.batches(lengths)):
-            ids, mask = pad([token_ids[i] for i in chunk], self.pad_id)
-            ids_t, mask_t = torch.from_numpy(ids), torch.from_numpy(mask)
-            if on_gpu:  # pinned host memory lets the copy overlap with the previous batch's compute
-                ids_t = ids_t.pin_memory().to(self.device, non_blocking=True)
-                mask_t = mask_t.pin_memory().to(self.device, non_blocking=True)
-            with torch.inference_mode():
-                logits = self.model(input_ids=ids_t, attention_mask=mask_t).logits
-            top = torch.softmax(logits.float(), dim=-1).max(dim=-1)
-            best[chunk] = top.indices.cpu().numpy()
-            probability[chunk] = top.values.cpu().numpy()
-            if progress is not None:
-                progress(len(chunk))
-        return best, probability
+    def forward(self, token_ids: list[list[int]], progress: Progress | None = None) -> np.ndarray:
+        """Every label's calibrated probability per text (rows x labels, float32), length-sorted into
+        dynamically padded mini-batches; ``progress(rows)`` is called after each mini-batch."""
+        lengths = np.fromiter((len(t) for t in token_ids), dtype=np.int64, count=len(token_ids))
+        return run_batches(
+            self.model, token_ids, self.batches(lengths), self.pad_id, self.temperature, len(self.labels), progress
+        )
 
     def predict(self, texts: pd.Series, progress: Progress | None = None) -> pd.DataFrame:
-        """``label``/``score`` per text; null, empty and whitespace-only texts get nulls. ``progress(texts)``
-        is called as texts are done (after each mini-batch), for a worker that reports while it runs."""
+        """Review granularity: :meth:`predict_reviews`; sentence granularity: :meth:`predict_sentences`."""
+        if self.aggregation is not None:
+            return self.predict_sentences(texts, progress)
+        return self.predict_reviews(texts, progress)
+
+    def predict_sentences(self, texts: pd.Series, progress: Progress | None = None) -> pd.DataFrame:
+        """Every sentence of each whole review scored (sentences of many reviews batched together by length; a
+        sentence longer than the window cut into pieces read whole), and the review's label by the recorded
+        :class:`.sentences.Aggregation`. Columns: ``label``, ``score``, ``probabilities`` (the review's: its
+        sentences' token-weighted mean), ``sentence_start``/``_end``/``_label``/``_score`` (lists, one entry
+        per sentence) and ``evidence`` (the index of the sentence that most supports the label). Null,
+        empty and whitespace-only texts (and texts without a sentence) get nulls."""
+        valid = scorable_mask(texts).to_numpy()
+        n = len(texts)
+        columns: dict[str, list] = {name: [None] * n for name in SENTENCE_COLUMNS}
+        if progress is not None and valid.sum() < n:
+            progress(int(n - valid.sum()))
+        prefix, suffix = special_tokens(self.tokenizer)
+        body = self.window.max_length - len(prefix) - len(suffix)
+        rows = np.flatnonzero(valid)
+        for start in range(0, len(rows), CHUNK_ROWS):
+            part = rows[start : start + CHUNK_ROWS]
+            plan = plan_sentences(self.tokenizer, texts.iloc[part].tolist(), body, prefix, suffix)
+            sentence_p = plan.sentence_probabilities(self.forward(plan.pieces))
+            bounds = np.searchsorted(plan.sentence_review, np.arange(len(part) + 1))
+            for k, row in enumerate(part):
+                first, last = bounds[k], bounds[k + 1]
+                if first == last:
+                    continue
+                probabilities, weights = sentence_p[first:last], plan.weights[first:last]
+                review = aggregate(probabilities, weights, self.labels, self.aggregation)  # type: ignore[arg-type]
+                best = probabilities.argmax(axis=1)
+                columns["label"][row] = review.label
+                columns["score"][row] = review.score
+                columns["probabilities"][row] = dict(zip(self.labels, review.probabilities.tolist()))
+                columns["sentence_start"][row] = [a for a, _ in plan.spans[first:last]]
+                columns["sentence_end"][row] = [b for _, b in plan.spans[first:last]]
+                columns["sentence_label"][row] = [self.labels[i] for i in best]
+                columns["sentence_score"][row] = probabilities[np.arange(len(best)), best].tolist()
+                columns["evidence"][row] = review.evidence
+            if progress is not None:
+                progress(len(part))
+        if self.device == "cpu":
+            _release_free_heap()
+        frame = pd.DataFrame(columns)
+        frame["score"] = frame["score"].astype("float32")
+        return frame
+
+    def predict_reviews(self, texts: pd.Series, progress: Progress | None = None) -> pd.DataFrame:
+        """``label``, ``score`` (its probability) and ``probabilities`` (a dict of every label's) per text;
+        null, empty and whitespace-only texts get nulls. ``progress(texts)`` is called as texts are done
+        (after each mini-batch), for a worker that reports while it runs."""
         valid = scorable_mask(texts).to_numpy()
         labels = pd.Series([None] * len(texts), dtype=object)
         scores = pd.Series(np.full(len(texts), np.nan, dtype=np.float32))
+        every = pd.Series([None] * len(texts), dtype=object)
         rows = np.flatnonzero(valid)
         if progress is not None and len(rows) < len(texts):
             progress(len(texts) - len(rows))  # null and blank texts: done at once
-        best = np.zeros(len(texts), dtype=np.int64)
-        probability = np.zeros(len(texts), dtype=np.float32)
+        probabilities = np.zeros((len(texts), len(self.labels)), dtype=np.float32)
         # Token ids live as Python lists (~36 bytes per token): work through the Arrow batch in slices so a
         # worker's memory does not depend on spark.sql.execution.arrow.maxRecordsPerBatch.
         for start in range(0, len(rows), CHUNK_ROWS):
             part = rows[start : start + CHUNK_ROWS]
-            best[part], probability[part] = self.forward(self.tokenize(texts.iloc[part].tolist()), progress)
+            probabilities[part] = self.forward(self.tokenize(texts.iloc[part].tolist()), progress)
         if len(rows):
-            labels[valid] = [self.id2label[i] for i in best[rows]]
-            scores[valid] = probability[rows]
+            best = probabilities[rows].argmax(axis=1)
+            labels[valid] = [self.labels[i] for i in best]
+            scores[valid] = probabilities[rows, best]
+            every[valid] = [dict(zip(self.labels, row)) for row in probabilities[rows].tolist()]
         if self.device == "cpu":
             _release_free_heap()
-        return pd.DataFrame({"label": labels, "score": scores})
+        return pd.DataFrame({"label": labels, "score": scores, "probabilities": every})
 
 
 class SupportsPredict(Protocol):
-    """What the native UDF needs from a predictor: labels and scores for a Series of texts. A predictor
+    """What the native UDF needs from a predictor: ``label`` and ``score`` for a Series of texts, and
+    ``probabilities`` (a dict of every label's; a predictor without the column leaves it null). A predictor
     whose ``predict`` also takes ``progress`` (as :class:`Predictor`'s does) reports rows while it works;
     the UDF counts the others' rows per call."""
 

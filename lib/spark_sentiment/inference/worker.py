@@ -15,12 +15,54 @@ from typing import Iterator
 import pandas as pd
 from pyspark import Accumulator, AccumulatorParam
 from pyspark.sql.functions import pandas_udf
-from pyspark.sql.types import FloatType, StringType, StructField, StructType
+from pyspark.sql.types import (
+    ArrayType,
+    DoubleType,
+    FloatType,
+    IntegerType,
+    MapType,
+    StringType,
+    StructField,
+    StructType,
+)
 
 from .live import Address, RowsReporter
 from .predictor import Predictor, PredictorFactory, PredictorOptions, cached_predictor
 
-RESULT_TYPE = StructType([StructField("label", StringType()), StructField("score", FloatType())])
+# label, its probability, and every label's probability (calibrated; they sum to 1)
+RESULT_TYPE = StructType(
+    [
+        StructField("label", StringType()),
+        StructField("score", FloatType()),
+        StructField("probabilities", MapType(StringType(), FloatType())),
+    ]
+)
+# score.granularity sentence: the review's label, score and probabilities, then one entry per sentence in
+# parallel arrays (offsets into the text, label, its probability) and the index of the evidence sentence;
+# the column contract (columns.py) zips them into array<struct> in Spark, which every Spark version's Arrow
+# conversion of pandas UDF results takes.
+SENTENCE_RESULT_TYPE = StructType(
+    RESULT_TYPE.fields
+    + [
+        StructField("sentence_start", ArrayType(IntegerType())),
+        StructField("sentence_end", ArrayType(IntegerType())),
+        StructField("sentence_label", ArrayType(StringType())),
+        StructField("sentence_score", ArrayType(DoubleType())),
+        StructField("evidence", IntegerType()),
+    ]
+)
+
+
+def result_type(granularity: str) -> StructType:
+    return SENTENCE_RESULT_TYPE if granularity == "sentence" else RESULT_TYPE
+
+
+def result_frame(frame: pd.DataFrame, granularity: str = "review") -> pd.DataFrame:
+    """A predictor's frame in the result type's columns (one a predictor does not give, such as
+    ``probabilities`` from a factory that only labels: null)."""
+    names = [f.name for f in result_type(granularity).fields]
+    missing = {name: None for name in names if name not in frame.columns}
+    return (frame.assign(**missing) if missing else frame)[names]
 
 
 def worker_model_dir(archive_name: str) -> str:
@@ -93,7 +135,9 @@ def native_udf(
     progress figure, not a result), ``live``, where to send the texts done while the task runs
     (:mod:`.live`), and ``choices``, an accumulator of the precision each worker chose (:class:`ChoicesParam`)."""
 
-    @pandas_udf(RESULT_TYPE)  # type: ignore[call-overload]
+    granularity = options.granularity
+
+    @pandas_udf(result_type(granularity))  # type: ignore[call-overload]
     def predict(batches: Iterator[pd.Series]) -> Iterator[pd.DataFrame]:
         predictor = cached_predictor(worker_model_dir(archive_name), task_threads(options), task_gpu(), factory)
         if choices is not None:
@@ -103,11 +147,12 @@ def native_udf(
         try:
             for texts in batches:
                 if per_batch:
-                    yield predictor.predict(texts, progress=reporter.add)  # type: ignore[call-arg,union-attr]
+                    found = predictor.predict(texts, progress=reporter.add)  # type: ignore[call-arg,union-attr]
                 else:
-                    yield predictor.predict(texts)
+                    found = predictor.predict(texts)
                     if reporter is not None:
                         reporter.add(len(texts))
+                yield result_frame(found, granularity)
                 if rows is not None:
                     rows.add(len(texts))
         finally:

@@ -26,6 +26,7 @@ from py4j.protocol import Py4JError
 from pyspark.errors import AnalysisException
 from pyspark.sql import DataFrame, Row, SparkSession
 from pyspark.sql import functions as F
+from pyspark.sql.types import StructField
 
 from ..core.errors import DataError
 from ..core.names import quote
@@ -139,6 +140,35 @@ def describe_detail(spark: SparkSession, target: TableRef) -> Row:
 def read_target(spark: SparkSession, target: TableRef) -> DataFrame:
     """The target's current rows."""
     return spark.read.table(target.table) if target.table else spark.read.format("delta").load(str(target.path))
+
+
+def missing_columns(spark: SparkSession, target: TableRef, fields: list[StructField]) -> list[StructField]:
+    """Those of ``fields`` the existing ``target`` lacks (by name, as Delta matches them: case-insensitively).
+
+    Raises
+    ------
+    DataError
+        The target has one of them with another type.
+    """
+    existing = {f.name.lower(): f for f in read_target(spark, target).schema.fields}
+    missing = []
+    for wanted in fields:
+        found = existing.get(wanted.name.lower())
+        if found is None:
+            missing.append(wanted)
+        elif found.dataType.simpleString() != wanted.dataType.simpleString():
+            raise DataError(
+                f"output {target.describe()} has column '{found.name}' of type {found.dataType.simpleString()}, "
+                f"scoring writes {wanted.dataType.simpleString()}; write to a new output or drop the column"
+            )
+    return missing
+
+
+def add_columns(spark: SparkSession, target: TableRef, fields: list[StructField]) -> None:
+    """``ALTER TABLE ... ADD COLUMNS``: nullable columns appended to the target's schema (a metadata-only
+    commit; existing rows read null there)."""
+    columns = ", ".join(f"{quote(f.name)} {f.dataType.simpleString()}" for f in fields)
+    spark.sql(f"ALTER TABLE {target.sql_name()} ADD COLUMNS ({columns})")
 
 
 def history(spark: SparkSession, target: TableRef, limit: int | None = None) -> DataFrame:

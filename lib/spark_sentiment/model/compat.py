@@ -98,3 +98,13 @@ def spark_udf_takes_model_config() -> bool:
     import mlflow.pyfunc
 
     return "model_config" in inspect.signature(mlflow.pyfunc.spark_udf).parameters
+
+
+def spark_udf_returns_maps() -> bool:
+    """Whether ``mlflow.pyfunc.spark_udf`` takes a ``map<string, ...>`` field in its result type (MLflow 2.12
+    takes primitives, arrays and structs only). Read from the check spark_udf itself applies."""
+    import mlflow.pyfunc
+    from pyspark.sql.types import DoubleType, MapType, StringType
+
+    check = getattr(mlflow.pyfunc, "_check_udf_return_type", None)
+    return bool(check is not None and check(MapType(StringType(), DoubleType())))

@@ -25,6 +25,7 @@ INPUT_EXAMPLE = ["I love this movie", "this movie was the worst, boring!"]
 _RUNTIME_PACKAGES = ("torch", "transformers", "tokenizers", "safetensors", "accelerate", "pandas", "numpy")
 AGREEMENT_METADATA_KEY = "spark_sentiment_cpu_bf16"  # MLmodel metadata: bf16/fp32 label agreement on CPU
 METADATA_KEY = "spark_sentiment_window"  # MLmodel metadata: the recorded window, for people and tools
+CALIBRATION_METADATA_KEY = "spark_sentiment_calibration"  # MLmodel metadata: temperature and ECE, for people
 
 
 def pip_requirements() -> list[str]:
@@ -61,6 +62,7 @@ def log_pipeline(
     window: Window,
     name: str = "model",
     cpu_bf16: dict | None = None,
+    calibration: dict | None = None,
 ) -> tuple[ModelInfo, str | None]:
     """Log ``pipe`` with the transformers flavor in the active run and register it under ``registered_name``.
 
@@ -71,18 +73,29 @@ def log_pipeline(
 
     ``cpu_bf16`` (``{"agreement", "rows"}``: how often bf16 labels equal fp32 labels on the eval sample, on
     a CPU) is recorded too: scoring's ``precision: auto`` considers bf16 on CPUs only with it.
+    ``calibration`` (temperature, ECE before and after, rows) goes into the MLmodel metadata for people and
+    tools; the temperature itself travels in the model's ``config.json`` (:data:`.window.TEMPERATURE_ATTRIBUTE`),
+    where the engines and the pyfunc read it.
 
     Returns
     -------
     tuple
         The ``ModelInfo`` and the registered version (None when ``registered_name`` is None).
     """
-    signature = infer_signature(INPUT_EXAMPLE, pd.DataFrame({"label": ["POSITIVE"], "score": [0.5]}))
+    config = pipe.model.config
+    labels = [config.id2label[i] for i in range(len(config.id2label))]
+    example_output = {"label": [labels[-1]], "score": [0.5], "probabilities": [{name: 0.5 for name in labels}]}
+    signature = infer_signature(INPUT_EXAMPLE, pd.DataFrame(example_output))
+    metadata = {METADATA_KEY: window.to_config()}
+    if cpu_bf16:
+        metadata[AGREEMENT_METADATA_KEY] = cpu_bf16
+    if calibration:
+        metadata[CALIBRATION_METADATA_KEY] = calibration
     flavor = types.SimpleNamespace(save_model=functools.partial(_save_windowed, window=window))
     info = Model.log(
         flavor=flavor,
         flavor_name="transformers",
-        metadata={METADATA_KEY: window.to_config(), **({AGREEMENT_METADATA_KEY: cpu_bf16} if cpu_bf16 else {})},
+        metadata=metadata,
         transformers_model=pipe,
         task="text-classification",
         input_example=INPUT_EXAMPLE,

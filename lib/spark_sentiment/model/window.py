@@ -31,6 +31,19 @@ CODE_MODULE = "spark_sentiment_window"  # this file's name inside a logged model
 # pathological multi-megabyte text costs no more than a long review. A WordPiece/SentencePiece token of
 # ordinary text is far shorter; a cut inside a word only changes tokens that are dropped anyway.
 CHARS_PER_TOKEN = 32
+# The model config attribute (config.json) holding the temperature fitted at training: logits are divided by
+# it before the softmax, so probabilities are calibrated; the label never changes. Absent: 1.
+TEMPERATURE_ATTRIBUTE = "spark_sentiment_temperature"
+
+
+def temperature_of(config: Any) -> float:
+    """The calibration temperature a transformers model config (or its ``config.json`` dict) records."""
+    value = (
+        config.get(TEMPERATURE_ATTRIBUTE)
+        if isinstance(config, Mapping)
+        else getattr(config, TEMPERATURE_ATTRIBUTE, None)
+    )
+    return float(value) if value else 1.0
 
 
 def source() -> str:
@@ -163,7 +176,8 @@ def _texts(data: Any) -> list[str]:
 class WindowedClassifier:
     """What ``mlflow.pyfunc.load_model`` returns for our logged models: the logged pipeline's model and
     tokenizer, reading each text through the recorded window. Output as the transformers flavor's
-    text-classification pyfunc: a DataFrame with ``label`` and ``score``."""
+    text-classification pyfunc, a DataFrame with ``label`` and ``score``, plus ``probabilities``: a dict of
+    every label's probability (calibrated by the temperature recorded with the model; they sum to 1)."""
 
     def __init__(self, pipeline, window: Window, batch_size: int = 8) -> None:
         self.pipeline = pipeline
@@ -181,8 +195,9 @@ class WindowedClassifier:
         tokenizer, model = self.pipeline.tokenizer, self.pipeline.model
         token_ids = encode(tokenizer, texts, self.window)
         order = np.argsort([len(t) for t in token_ids], kind="stable")
-        best = np.zeros(len(texts), dtype=np.int64)
-        probability = np.zeros(len(texts), dtype=np.float32)
+        temperature = temperature_of(model.config)
+        id2label = model.config.id2label
+        every = np.zeros((len(texts), len(id2label)), dtype=np.float32)
         for start in range(0, len(order), self.batch_size):
             rows = order[start : start + self.batch_size]
             ids, mask = pad([token_ids[i] for i in rows], tokenizer.pad_token_id or 0)
@@ -191,10 +206,16 @@ class WindowedClassifier:
                     input_ids=torch.from_numpy(ids).to(model.device),
                     attention_mask=torch.from_numpy(mask).to(model.device),
                 ).logits
-            top = torch.softmax(logits.float(), dim=-1).max(dim=-1)
-            best[rows], probability[rows] = top.indices.cpu().numpy(), top.values.cpu().numpy()
-        id2label = model.config.id2label
-        return pd.DataFrame({"label": [id2label[int(i)] for i in best], "score": probability.astype(float)})
+            every[rows] = torch.softmax(logits.float() / temperature, dim=-1).cpu().numpy()
+        best = every.argmax(axis=1)
+        names = [id2label[i] for i in range(len(id2label))]
+        return pd.DataFrame(
+            {
+                "label": [names[i] for i in best],
+                "score": every[np.arange(len(texts)), best].astype(float),
+                "probabilities": [dict(zip(names, row.astype(float).tolist())) for row in every],
+            }
+        )
 
 
 def _load_pyfunc(path: str, model_config: Optional[dict[str, Any]] = None) -> WindowedClassifier:

@@ -66,6 +66,12 @@ class OutputSection:
         None, "Delta txnAppId of this job's commits; null: derived from the input (one writer per input)."
     )
     max_retries: int = option(3, "Retries of the write after a Delta concurrent-modification conflict.")
+    evolve_schema: bool = option(
+        True,
+        "An existing output that lacks columns scoring now adds (e.g. <c>_sentiment_probabilities, in tables "
+        "scored before it existed) gets them with ALTER TABLE ADD COLUMNS before scoring (old rows: null); "
+        "false: the job is refused with one error naming the columns. A column of another type is always refused.",
+    )
 
     def validate(self, prefix: str) -> None:
         require_one_of(prefix, self.path, self.table)

@@ -38,6 +38,7 @@ class ScoreSummary:
     drift: dict[str, dict[str, Any]] = field(default_factory=dict)
     drifted: bool = False
     output_version: Optional[int] = None
+    columns_added: list[str] = field(default_factory=list)  # added to an existing output (output.evolve_schema)
     write_attempts: Optional[int] = None
     rows_inserted: Optional[int] = None
     rows_updated: Optional[int] = None

@@ -25,6 +25,12 @@ class EvalInputSection:
     split: str = option("test", "Split to read when path is a folder of splits or a hub dataset.")
     text_column: str = option("text", "Column with the review text.")
     label_column: str = option("label", "True label: class ids (0/1) or the model's label names.")
+    label_map: dict[str, str] = option(
+        {},
+        "True label value -> model label name, e.g. SST grades {1: NEGATIVE, 2: NEGATIVE, 3: NEUTRAL, 4: POSITIVE, "
+        "5: POSITIVE}, or {0: NEGATIVE, 1: POSITIVE} to read IMDB's ids against a three-label model; values it "
+        "does not map fail the job naming the value. Empty: ids through the model's id2label, or names.",
+    )
     rows: Optional[int] = option(2000, "Rows evaluated, drawn with a seeded shuffle; null = all.")
     seed: int = option(42, "Seed of that shuffle (both models see the same rows).")
 
@@ -51,7 +57,11 @@ class ModelsSection:
 
 @dataclass
 class PromotionSection:
-    metric: Metric = option("f1", "Metric that decides: accuracy, f1, precision, recall or roc_auc.")
+    metric: Metric = option(
+        "f1",
+        "Metric that decides: accuracy, f1, precision, recall or roc_auc. Two labels: of promotion.positive_label; "
+        "more labels: the macro mean over the labels (macro-F1, one-vs-rest ROC AUC).",
+    )
     margin: float = option(0.0, "The candidate must beat the champion by MORE than this on the metric.")
     promote: bool = option(True, "Move @champion to a winning candidate (false: evaluate and report only).")
     positive_label: str = option("POSITIVE", "Label treated as positive for precision, recall, F1 and ROC.")

@@ -21,11 +21,11 @@ from pyspark.sql.types import StringType
 
 from ..config.cli import packaged_config, run_job
 from ..config.loader import to_flat_dict
-from ..core.errors import ModelError
+from ..core.errors import DataError, ModelError
 from ..core.names import quote
 from ..core.redaction import config_params
 from ..core.session import is_local
-from ..inference.columns import label_column, label_columns, score_column
+from ..inference.columns import label_column, label_columns, probabilities_column, score_column
 from ..inference.engines import checked_package, predictor_options, scoring_function
 from ..io.tables import read_pandas, read_spark, require_columns, resolve_source
 from ..model import tracking
@@ -33,12 +33,12 @@ from ..model.registry import ResolvedModel, resolve_model
 from ..model.uri import parse_model_uri
 from ..monitoring import plots
 from .config import EvaluateJobConfig
-from .metrics import binary_metrics
+from .metrics import binary_metrics, multiclass_metrics
 from .promotion import Decision, decide, promote
 
 log = logging.getLogger(__name__)
 TRUTH = "__true_label"
-SUMMARY_METRICS = ("accuracy", "f1", "precision", "recall", "roc_auc", "rows", "unscored")
+SUMMARY_METRICS = ("accuracy", "f1", "precision", "recall", "roc_auc", "ece", "rows", "unscored")
 
 
 def _resolve_champion(uri: str | None) -> ResolvedModel | None:
@@ -77,9 +77,22 @@ def read_labeled(spark: SparkSession, cfg: EvaluateJobConfig) -> tuple[DataFrame
     return df.localCheckpoint(eager=True), source.describe()
 
 
-def _truth(df: DataFrame, label_column: str, id2label: dict[int, str]) -> DataFrame:
-    """Add the true label as a name: class ids map through the model's ``id2label``."""
+def _truth(df: DataFrame, label_column: str, id2label: dict[int, str], label_map: dict[str, str]) -> DataFrame:
+    """Add the true label as a name: through ``input.label_map`` when given (by each value's text), else class
+    ids through the model's ``id2label`` (names stay names). A value the map does not take is refused."""
     label = F.col(quote(label_column))
+    if label_map:
+        keys = {str(int(k) if isinstance(k, float) and k.is_integer() else k).strip(): v for k, v in label_map.items()}
+        mapping = F.create_map(*[x for key, name in sorted(keys.items()) for x in (F.lit(key), F.lit(name))])
+        text = F.trim(label.cast("string"))
+        unmapped = df.where(mapping[text].isNull()).groupBy(label).count().limit(1).collect()
+        if unmapped:
+            value, count = unmapped[0][0], unmapped[0][1]
+            raise DataError(
+                f"label column '{label_column}' has value {value!r} in {count} row(s) that input.label_map does "
+                f"not map; it maps {sorted(keys)}"
+            )
+        return df.withColumn(TRUTH, mapping[text])
     if isinstance(df.schema[label_column].dataType, StringType):
         return df.withColumn(TRUTH, label)
     mapping = F.create_map(*[x for i, name in sorted(id2label.items()) for x in (F.lit(i), F.lit(name))])
@@ -95,19 +108,25 @@ def evaluate_model(
     labels = [name for _, name in sorted(package.id2label.items())]
     score = scoring_function(spark, model, cfg.engine, options)
     text = cfg.input.text_column
-    scored = label_columns(_truth(rows, cfg.input.label_column, package.id2label), score, model.label, [text])
-    scored = scored.localCheckpoint(eager=True)
-    result = binary_metrics(scored, TRUTH, label_column(text), score_column(text), labels, cfg.promotion.positive_label)
-    with mlflow.start_run(run_name=f"{role} {model.label}", nested=True) as run:
-        mlflow.log_params({"role": role, "model": model.label, "model_uri": model.requested})
-        mlflow.log_metrics({k: float(result[k]) for k in SUMMARY_METRICS})
-        mlflow.log_dict(result, "evaluation/metrics.json")
+    truth = _truth(rows, cfg.input.label_column, package.id2label, cfg.input.label_map)
+    scored = label_columns(truth, score, model.label, [text]).localCheckpoint(eager=True)
+    figures = {}
+    if len(labels) == 2:
+        positive = cfg.promotion.positive_label
+        result = binary_metrics(scored, TRUTH, label_column(text), score_column(text), labels, positive)
         figures = {
-            "plots/confusion_matrix.png": plots.confusion_matrix(result["confusion_matrix"], labels),
             "plots/roc_curve.png": plots.roc_curve(result["roc_curve"], result["roc_auc"]),
             "plots/calibration.png": plots.calibration(result["calibration"]),
             "plots/score_histogram.png": plots.score_histogram(result["score_histograms"], 20),
         }
+    else:
+        probabilities = probabilities_column(text)
+        result = multiclass_metrics(scored, TRUTH, label_column(text), score_column(text), probabilities, labels)
+    figures["plots/confusion_matrix.png"] = plots.confusion_matrix(result["confusion_matrix"], labels)
+    with mlflow.start_run(run_name=f"{role} {model.label}", nested=True) as run:
+        mlflow.log_params({"role": role, "model": model.label, "model_uri": model.requested})
+        mlflow.log_metrics({k: float(result[k]) for k in SUMMARY_METRICS})
+        mlflow.log_dict(result, "evaluation/metrics.json")
         for name, figure in figures.items():
             mlflow.log_figure(figure, name)
             plots.close(figure)
