@@ -7,8 +7,10 @@ STAMP := $(VENV)/.installed
 
 # Real IMDB beside the repo when present, else the Hugging Face Hub (needs network).
 IMDB_DATA ?= $(if $(wildcard ../shared/data/imdb/train.parquet),$(abspath ../shared/data/imdb),hf:imdb)
+# SST sentences graded 1-5 (the demo's three-class model): a folder with sentences_train/_dev.parquet.
+SST_DATA ?= $(if $(wildcard ../shared/data/sst/sentences_train.parquet),$(abspath ../shared/data/sst),sst)
 SPARK_SENTIMENT_DATA ?= $(CURDIR)/data
-export IMDB_DATA SPARK_SENTIMENT_DATA
+export IMDB_DATA SST_DATA SPARK_SENTIMENT_DATA
 
 PYTEST_ARGS ?=
 
@@ -53,7 +55,8 @@ airflow-env: $(AIRFLOW_VENV)/.installed
 UNSUP_SPLIT := $(if $(filter hf:%,$(IMDB_DATA)),unsupervised,unsup)
 DEMO_ROWS ?= 3000
 
-# Train + register on embedded defaults, land unlabeled reviews in Delta, score them, count labels with SQL.
+# Train a three-class model (IMDB + SST) and register it, land unlabeled reviews in Delta, score them, count
+# labels with SQL.
 demo: install
 	./spark-submit.sh jobs/train.py --config conf/demo.yaml
 	./spark-submit.sh jobs/ingest.py --source $(IMDB_DATA) --split $(UNSUP_SPLIT) --table demo_reviews --limit $(DEMO_ROWS)

@@ -199,3 +199,20 @@ def test_bad_sources_config_names_the_key(override, message):
     with pytest.raises(ConfigError) as info:
         load_config(TrainJobConfig, None, [override])
     assert message in str(info.value)
+
+
+def test_a_source_condition_keeps_only_its_rows_and_a_bad_one_names_the_key(spark, tmp_path):
+    rows = pd.DataFrame({"text": [f"phrase {i}" for i in range(30)], "grade": [1 + i % 5 for i in range(30)]})
+    rows["tokens"] = [i % 10 for i in range(30)]
+    rows.to_parquet(tmp_path / "phrases.parquet")
+    base = f"{{name: phrases, path: {tmp_path / 'phrases.parquet'}, label_column: grade, label_map: {GRADES}, "
+    kept = load_config(
+        TrainJobConfig,
+        None,
+        [f"data.sources=[{base}where: 'tokens >= 5', train_rows: null, eval_rows: 0}}]", f"model.labels={THREE}"],
+    )
+    data = load_training_data(spark, kept.data, THREE)
+    assert len(data.train) == 15 and len(data.eval) == 0
+    bad = load_config(TrainJobConfig, None, [f"data.sources=[{base}where: 'colour = 1'}}]", f"model.labels={THREE}"])
+    with pytest.raises(DataError, match=r"data.sources\[0\].where: condition 'colour = 1' cannot be applied to"):
+        load_training_data(spark, bad.data, THREE)

@@ -126,3 +126,27 @@ def test_thresholds_are_fitted_to_the_false_alarm_rates_on_polar_rows():
 def test_sentence_granularity_needs_positive_and_negative_labels():
     with pytest.raises(ValueError, match="needs labels POSITIVE and NEGATIVE; the model has"):
         aggregate(np.ones((1, 2)) / 2, np.ones(1), ["BAD", "GOOD"], RULE)
+
+
+def test_neutral_threshold_keeps_polar_rows_under_the_rate_and_calls_neutral_rows():
+    neutral_sentence = [0.1, 0.8, 0.1]
+    rows, truth, sentences = [], [], []
+    for i in range(100):  # polar reviews: 30 lean neutral on average, with polarity shares 0.0 .. 0.29
+        label = [0, 2][i % 2]
+        clear = np.full(3, 0.05)
+        clear[label] = 0.9
+        weights = np.array([1.0, 9.0]) if i < 30 else np.array([9.0, 1.0])
+        share = i / 100 if i < 30 else 0.9
+        sentences.append(
+            (np.array([clear, neutral_sentence]), np.array([share, 1 - share]) * 10 if i < 30 else weights)
+        )
+        rows.append(clear)
+        truth.append(label)
+    for _ in range(20):  # neutral sentences
+        sentences.append((np.array([neutral_sentence]), np.array([5.0])))
+        rows.append(np.array(neutral_sentence))
+        truth.append(1)
+    rule = fit_aggregation(np.array(rows), np.array(truth), sentences, LABELS3, 0.85, 0.05, 0.05)
+    assert rule.fitted["polar_rows_neutral"] <= 0.05
+    assert rule.fitted["neutral_rows_neutral"] == 1.0
+    assert 0.0 <= rule.polar < 0.06

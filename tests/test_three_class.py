@@ -232,3 +232,25 @@ def test_evaluation_of_a_three_class_model(spark, three_class_model, tmp_path):
     code, _, err = call_main(main, [x for arg in bad for x in ("--set", arg)])
     assert code == 2 and "has value 3 in 8 row(s) that input.label_map does not map" in err
     assert np.isfinite(candidate["roc_auc"])
+
+
+def test_sql_functions_give_probabilities_and_sentences(spark, three_class_model, texts):
+    from spark_sentiment.inference.predictor import PredictorOptions
+    from spark_sentiment.inference.sql import register_sentiment_function
+
+    uri = f"models:/{THREE}@champion"
+    register_sentiment_function(spark, uri, "three", PredictorOptions(precision="fp32"))
+    sentences = PredictorOptions(precision="fp32", granularity="sentence")
+    register_sentiment_function(spark, uri, "three_sentences", sentences)
+    spark.read.format("delta").load(texts).createOrReplaceTempView("texts_view")
+    rows = {
+        r["id"]: r
+        for r in spark.sql(
+            "SELECT id, three(text) AS review, three_sentences(text) AS sentences FROM texts_view"
+        ).collect()
+    }
+    assert rows[3]["review"]["label"] is None and rows[3]["sentences"]["sentences"] is None
+    review, found = rows[1]["review"], rows[1]["sentences"]
+    assert set(review["probabilities"]) == set(LABELS)
+    assert [(s["start"], s["end"]) for s in found["sentences"]] == sentence_spans(TEXTS[0][1])
+    assert found["evidence"] in found["sentences"] and found["label"] in LABELS + ["MIXED"]

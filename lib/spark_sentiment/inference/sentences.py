@@ -78,9 +78,10 @@ class Aggregation:
     positive and clearly negative sentences. The review is:
 
     - MIXED when ``W+ > mixed`` and ``W- > mixed`` (both sides carry weight);
-    - NEUTRAL, for a model with a NEUTRAL label, when ``W+ + W- < polar`` (no clear polarity);
-    - else POSITIVE or NEGATIVE, whichever has the higher probability in the review's probabilities (the
-      token-weighted mean of its sentences'). A model without NEUTRAL never says NEUTRAL.
+    - NEUTRAL, for a model with a NEUTRAL label, when NEUTRAL has the highest probability in the review's
+      probabilities (the token-weighted mean of its sentences') and ``W+ + W- <= polar`` (no clear polarity);
+    - else POSITIVE or NEGATIVE, whichever has the higher review probability. A model without NEUTRAL
+      never says NEUTRAL.
     """
 
     clear: float
@@ -208,7 +209,7 @@ def aggregate(probabilities: np.ndarray, weights: np.ndarray, labels: Sequence[s
         return ReviewResult(
             MIXED, float(review[pos] + review[neg]), review, int(probabilities[:, side].argmax()), w_pos, w_neg
         )
-    if neutral is not None and w_pos + w_neg < rule.polar:
+    if neutral is not None and int(review.argmax()) == neutral and w_pos + w_neg <= rule.polar:
         chosen = neutral
     else:
         chosen = pos if review[pos] >= review[neg] else neg
@@ -242,7 +243,9 @@ def fit_aggregation(
     mixed_rate, neutral_rate
         ``mixed`` and ``polar`` are set so that at most these fractions of the rows whose true label is POSITIVE
         or NEGATIVE come out MIXED, and NEUTRAL, at sentence granularity (no data holds mixed reviews graded
-        as such, so the rule is held to a false-alarm rate on polar ones).
+        as such, so the rule is held to a false-alarm rate on polar ones): ``mixed`` as the (1 - rate)
+        quantile of their weaker side's share, ``polar`` as the largest polarity share at which no more than
+        that many of them whose sentences lean NEUTRAL on average would be called so.
     """
     pos, neg, neutral = polar_indices(labels)
     truth = np.asarray(truth, dtype=np.int64)
@@ -256,13 +259,25 @@ def fit_aggregation(
             clear = float(threshold)
             break
     w = np.array([shares(p, weights, clear, labels) for p, weights in sentences]).reshape(-1, 2)
+    leans_neutral = np.array(
+        [
+            neutral is not None and len(p) > 0 and int(np.average(p, axis=0, weights=weights).argmax()) == neutral
+            for p, weights in sentences
+        ],
+        dtype=bool,
+    )
     polar_rows = np.isin(truth, [pos, neg])
     minority, polarity = w.min(axis=1), w.sum(axis=1)
+    mixed, polar = 1.0, 1.0
     if polar_rows.any():
         mixed = float(np.quantile(minority[polar_rows], 1 - mixed_rate, method="higher"))
-        polar = float(np.quantile(polarity[polar_rows], neutral_rate, method="lower"))
-    else:
-        mixed, polar = 1.0, 0.0
+        allowed = int(np.floor(neutral_rate * polar_rows.sum()))
+        candidates = np.sort(polarity[polar_rows & leans_neutral])
+        if len(candidates) > allowed:
+            # halfway below the (allowed+1)-th smallest share, past its ties: at most `allowed` polar rows called
+            upper = candidates[allowed]
+            below = candidates[candidates < upper]
+            polar = float((below.max() + upper) / 2) if below.size else float(upper - 1) / 2
     fitted: dict[str, Any] = {
         "rows": int(len(truth)),
         "polar_rows": int(polar_rows.sum()),

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import pandas as pd
+from pyspark.errors import AnalysisException, ParseException
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
@@ -189,15 +190,29 @@ def require_columns(available: list[str], wanted: list[str], where: str, what: s
         raise DataError(f"{what} '{missing[0]}' not found in {where} (columns: {', '.join(available)})")
 
 
-def read_pandas(spark: SparkSession, source: TableRef, columns: list[str]) -> pd.DataFrame:
-    """Read ``columns`` of any source into pandas on the driver (training data is driver-sized)."""
-    if source.format == "aclimdb":
-        frame = read_aclimdb(spark, source.location, *columns[:2])
-    elif source.format == "hf":
-        frame = read_hf(source.location, source.split)
+def read_pandas(
+    spark: SparkSession, source: TableRef, columns: list[str], where: str | None = None, key: str = "where"
+) -> pd.DataFrame:
+    """Read ``columns`` of any source into pandas on the driver (training data is driver-sized), keeping the
+    rows where the Spark SQL condition ``where`` holds (any column of the source; ``key`` names the
+    setting in errors)."""
+    if source.format in ("aclimdb", "hf"):
+        if source.format == "aclimdb":
+            frame = read_aclimdb(spark, source.location, *columns[:2])
+        else:
+            frame = read_hf(source.location, source.split)
+        require_columns(list(frame.columns), columns, source.describe())
+        if not where:
+            return frame[columns]
+        df = spark.createDataFrame(frame)
     else:
         df = read_spark(spark, source)
         require_columns(df.columns, columns, source.describe())
-        return df.select(*columns).toPandas()
-    require_columns(list(frame.columns), columns, source.describe())
-    return frame[columns]
+    if where:
+        try:
+            df = df.where(where)
+            _ = df.schema  # analysed now: a bad condition fails here, naming itself
+        except (AnalysisException, ParseException) as exc:
+            first = str(exc).strip().splitlines()[0][:300]
+            raise DataError(f"{key}: condition {where!r} cannot be applied to {source.describe()}: {first}") from None
+    return df.select(*columns).toPandas()

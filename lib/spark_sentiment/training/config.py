@@ -42,6 +42,11 @@ class SourceSection:
         "5: POSITIVE}; a value outside it fails naming the source, column, value and count. Empty: the column "
         "holds ids 0..n-1 or names of model.labels.",
     )
+    where: Optional[str] = option(
+        None,
+        "Spark SQL condition on the source's columns; only rows where it holds are used, e.g. SST phrases of a few "
+        "words: 'tokens BETWEEN 3 AND 12'.",
+    )
     train_rows: Optional[int] = option(3000, "Rows drawn (after the seeded shuffle) for training; null = all.")
     eval_rows: Optional[int] = option(
         300, "Rows drawn (after the seeded shuffle) for evaluation; null = all; 0 = none from this source."

@@ -149,13 +149,14 @@ def _load_source(
     def named(ref: TableRef) -> str:
         return ref.describe() if plan.key == "data." else f"source '{plan.name}' ({ref.describe()})"
 
-    train_frame = _clean(read_pandas(spark, plan.train, columns), cfg, labels, named(plan.train))
+    where = f"{plan.key}where"
+    train_frame = _clean(read_pandas(spark, plan.train, columns, cfg.where, where), cfg, labels, named(plan.train))
     if plan.eval is None:
         # One source: the first eval_rows of the shuffle are held out, training draws from the rest.
         held_out = max(1, len(train_frame) // 10) if cfg.eval_rows is None else cfg.eval_rows
         evaluation = _sample(train_frame, seed, 0, held_out)
         return _sample(train_frame, seed, len(evaluation), cfg.train_rows), evaluation
-    eval_frame = _clean(read_pandas(spark, plan.eval, columns), cfg, labels, named(plan.eval))
+    eval_frame = _clean(read_pandas(spark, plan.eval, columns, cfg.where, where), cfg, labels, named(plan.eval))
     return _sample(train_frame, seed, 0, cfg.train_rows), _sample(eval_frame, seed, 0, cfg.eval_rows)
 
 
