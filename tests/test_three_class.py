@@ -254,3 +254,18 @@ def test_sql_functions_give_probabilities_and_sentences(spark, three_class_model
     assert set(review["probabilities"]) == set(LABELS)
     assert [(s["start"], s["end"]) for s in found["sentences"]] == sentence_spans(TEXTS[0][1])
     assert found["evidence"] in found["sentences"] and found["label"] in LABELS + ["MIXED"]
+
+
+def test_incremental_rescores_every_row_when_the_granularity_changes(spark, three_class_model, texts, tmp_path):
+    out = str(tmp_path / "out")
+    assert score_table(spark, job(texts, out, "output.mode=incremental")).method == "initial"
+    changed = score_table(spark, job(texts, out, "output.mode=incremental", "score.granularity=sentence"))
+    assert (changed.method, changed.rows_in, changed.columns_added) == (
+        "granularity_change",
+        5,
+        ["text_sentences", "text_sentiment_evidence"],
+    )
+    table = spark.read.format("delta").load(out)
+    assert table.count() == 5 and table.where(F.col("text_sentences").isNotNull()).count() == 3
+    again = score_table(spark, job(texts, out, "output.mode=incremental", "score.granularity=sentence"))
+    assert again.status == "up_to_date"

@@ -342,7 +342,10 @@ class Predictor:
         for start in range(0, len(rows), CHUNK_ROWS):
             part = rows[start : start + CHUNK_ROWS]
             plan = plan_sentences(self.tokenizer, texts.iloc[part].tolist(), body, prefix, suffix)
-            sentence_p = plan.sentence_probabilities(self.forward(plan.pieces))
+            lengths = np.fromiter((len(p) for p in plan.pieces), dtype=np.int64, count=len(plan.pieces))
+            batches = length_batches(lengths, len(lengths), self.sentence_tokens())
+            pieces = run_batches(self.model, plan.pieces, batches, self.pad_id, self.temperature, len(self.labels))
+            sentence_p = plan.sentence_probabilities(pieces)
             bounds = np.searchsorted(plan.sentence_review, np.arange(len(part) + 1))
             for k, row in enumerate(part):
                 first, last = bounds[k], bounds[k + 1]
@@ -366,6 +369,12 @@ class Predictor:
         frame = pd.DataFrame(columns)
         frame["score"] = frame["score"].astype("float32")
         return frame
+
+    def sentence_tokens(self) -> int:
+        """Padded tokens per forward pass at sentence granularity: as many as a full batch of reviews holds
+        (``batch_size`` x the window), or ``max_tokens``. Sentences are short: batched by rows, their matrix
+        products were too small to keep the cores busy (half the tokens/s of review batches)."""
+        return self.options.max_tokens or self.options.batch_size * self.window.max_length
 
     def predict_reviews(self, texts: pd.Series, progress: Progress | None = None) -> pd.DataFrame:
         """``label``, ``score`` (its probability) and ``probabilities`` (a dict of every label's) per text;

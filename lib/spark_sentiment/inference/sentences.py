@@ -138,6 +138,10 @@ def plan_sentences(
         spans.extend(found)
         review.extend([i] * len(found))
     sentences = [texts[r][a:b] for r, (a, b) in zip(review, spans)]
+    # Long sentences are cut below, not by the tokenizer: mark its "longer than the maximum" warning as given.
+    warned = getattr(tokenizer, "deprecation_warnings", None)
+    if isinstance(warned, dict):
+        warned["sequence-length-is-longer-than-the-specified-maximum"] = True
     ids = (
         tokenizer(sentences, add_special_tokens=False, return_attention_mask=False, return_token_type_ids=False)[
             "input_ids"

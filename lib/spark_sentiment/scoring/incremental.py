@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 class Plan:
     """The work of one incremental run (DataFrames are lazy except ``deletes``, which is small: keys only)."""
 
-    method: str  # initial | change_data_feed | key_comparison | up_to_date
+    method: str  # initial | change_data_feed | key_comparison | up_to_date | granularity_change
     upserts: DataFrame | None  # input rows to score and upsert
     deletes: DataFrame | None  # output keys to delete
     previous_version: int | None  # input version the last run processed
@@ -94,6 +94,7 @@ def plan_incremental(
     model: str,
     rescore: str = "on_model_change",
     deletes: str = "delete",
+    granularity: str = "review",
 ) -> Plan:
     """Plan one incremental run.
 
@@ -104,11 +105,16 @@ def plan_incremental(
     output
         The current output table, or None on the first run.
     previous
-        The tag of the last incremental commit of this app to the output (``source_version``, ``model``).
+        The tag of the last incremental commit of this app to the output (``source_version``, ``model``,
+        ``granularity``: commits before granularity existed were review).
     """
     previous_version = previous.get("source_version") if previous else None
     if output is None:
         return Plan("initial", snapshot, None, None)
+    if previous is not None and previous.get("granularity", "review") != granularity:
+        # every row gets the columns of the new granularity (an unchanged row would keep nulls there)
+        _, gone = _key_comparison(snapshot, output, keys, model, rescore, deletes)
+        return Plan("granularity_change", snapshot, gone, previous_version)
     model_changed = previous is not None and previous.get("model") != model and rescore == "on_model_change"
     if previous_version is not None and table.version is not None and not model_changed:
         if previous_version == table.version:
@@ -157,7 +163,15 @@ def run_incremental(
     output = read_target(spark, target) if exists else None
     keys = cfg.input.key_columns
     plan = plan_incremental(
-        table, table.read(), output, previous, keys, resolved.label, cfg.output.rescore, cfg.output.deletes
+        table,
+        table.read(),
+        output,
+        previous,
+        keys,
+        resolved.label,
+        cfg.output.rescore,
+        cfg.output.deletes,
+        score.granularity,
     )
     if plan.upserts is None:
         return Outcome(plan.method, plan.previous_version)
@@ -176,6 +190,7 @@ def run_incremental(
     if stats.rows == 0 and to_delete == 0:
         return Outcome(plan.method, plan.previous_version, stats)
     state = {"mode": "incremental", "source_version": table.version, "model": resolved.label}
+    state["granularity"] = score.granularity
     tag = CommitTag(app_id, txn_version(previous), state)
     gone = deletes if to_delete else None
     write = write_through(hooks, target, lambda: write_scored(scored, target, "incremental", keys, tag, gone))

@@ -164,6 +164,7 @@ def score_table(
     scored, stats = score_rows(df, score, resolved.label, columns, partitions, cfg.progress_seconds, what)
     log.info("scored %d rows of %s with engine %s", stats.rows, where, cfg.engine)
     state = {"mode": cfg.output.mode, "source_version": table.version, "model": resolved.label}
+    state["granularity"] = score.granularity
     tag = CommitTag(summary.app_id, cfg.output.batch_id, state)
 
     def attempt() -> WriteResult:

@@ -28,7 +28,8 @@ class ScoreSummary:
     mode: str
     app_id: str
     batch_id: Optional[int] = None
-    method: Optional[str] = None  # incremental: initial | change_data_feed | key_comparison | up_to_date
+    # incremental: initial | change_data_feed | key_comparison | up_to_date | granularity_change
+    method: Optional[str] = None
     previous_input_version: Optional[int] = None
     rows_in: int = 0
     rows_scored: int = 0

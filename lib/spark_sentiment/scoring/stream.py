@@ -254,6 +254,7 @@ def run_stream(
             seconds = round(time.perf_counter() - started, 2)
             return BatchRecord(batch_id, "empty", input_versions=versions, seconds=seconds)
         state = {"mode": "stream", "write": cfg.stream.write, "model": resolved.label, "input_versions": versions}
+        state["granularity"] = score.granularity
         tag = CommitTag(app_id, batch_id, state)
         write_mode = "merge" if cfg.stream.write == "merge" else "append"
 
