@@ -291,11 +291,10 @@ def fit_aggregation(
         "polar_rows_mixed": round(float((polar_rows & (minority > mixed)).sum() / max(polar_rows.sum(), 1)), 4),
     }
     if neutral is not None:
-        fitted["polar_rows_neutral"] = round(
-            float((polar_rows & (polarity < polar)).sum() / max(polar_rows.sum(), 1)), 4
-        )
+        called = leans_neutral & (polarity <= polar) & ~(minority > mixed)  # as aggregate() decides NEUTRAL
+        fitted["polar_rows_neutral"] = round(float((polar_rows & called).sum() / max(polar_rows.sum(), 1)), 4)
         neutral_rows = truth == neutral
         if neutral_rows.any():
             fitted["neutral_rows"] = int(neutral_rows.sum())
-            fitted["neutral_rows_neutral"] = round(float((polarity[neutral_rows] < polar).mean()), 4)
+            fitted["neutral_rows_neutral"] = round(float(called[neutral_rows].mean()), 4)
     return Aggregation(round(clear, 4), round(mixed, 4), round(polar, 4), fitted)
