@@ -31,8 +31,10 @@ def test_predict_keeps_order_and_nulls_blank_text(package):
     predictor = Predictor(package.local_dir, PredictorOptions(batch_size=3, precision="fp32"))
     texts = pd.Series(["short", None, "a much longer review " * 50, "", "   ", "medium length text here"])
     out = predictor.predict(texts)
-    assert list(out.columns) == ["label", "score"] and len(out) == 6
+    assert list(out.columns) == ["label", "score", "probabilities"] and len(out) == 6
     assert out["label"].isna().tolist() == [False, True, False, True, True, False]
+    assert out["probabilities"].isna().tolist() == out["label"].isna().tolist()
+    assert out["probabilities"][0][out["label"][0]] == pytest.approx(out["score"][0])
     # the same text alone or inside a batch of other lengths gets the same label and score
     alone = predictor.predict(pd.Series(["medium length text here"]))
     assert alone["label"][0] == out["label"][5] and abs(alone["score"][0] - out["score"][5]) < 1e-5

@@ -70,7 +70,8 @@ def test_registered_model_loads_back_and_labels_a_600_token_review(tiny_model):
     assert result["label"] in ("NEGATIVE", "POSITIVE") and 0 <= result["score"] <= 1
     # pyfunc (what spark_udf uses) applies the logged model_config: truncation needs no argument.
     predictions = mlflow.pyfunc.load_model(uri).predict([LONG_REVIEW, "I love this movie"])
-    assert list(predictions.columns) == ["label", "score"] and len(predictions) == 2
+    assert list(predictions.columns) == ["label", "score", "probabilities"] and len(predictions) == 2
+    assert all(abs(sum(p.values()) - 1) < 1e-5 for p in predictions["probabilities"])
     signature = mlflow.models.get_model_info(uri).signature
     assert signature.inputs.input_types()[0].name == "string"
 

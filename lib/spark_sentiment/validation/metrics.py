@@ -23,6 +23,21 @@ HISTOGRAM_BINS = 20
 ECE_BINS = 15  # as monitoring.calibration's
 
 
+def _confusion(
+    df: DataFrame, truth: str, t: Column, p: Column, labels: list[str]
+) -> tuple[DataFrame, int, dict[tuple[str, str], int], list[list[int]], int]:
+    """The scored rows, the unscored count, ``(true, predicted)`` counts, the confusion matrix over ``labels``
+    (rows = true) and its total; a true label outside ``labels`` is refused."""
+    unscored = df.where(p.isNull()).count()
+    rows = df.where(p.isNotNull())
+    unknown = rows.where(~t.isin(labels)).select(t).limit(1).collect()
+    if unknown:
+        raise DataError(f"true label {unknown[0][0]!r} in column '{truth}' is not one of the model's labels {labels}")
+    counts = {(r[0], r[1]): int(r[2]) for r in rows.groupBy(t, p).count().collect()}
+    matrix = [[counts.get((a, b), 0) for b in labels] for a in labels]
+    return rows, unscored, counts, matrix, sum(map(sum, matrix))
+
+
 def _ratio(a: float, b: float) -> float:
     return a / b if b else 0.0
 
@@ -42,14 +57,7 @@ def binary_metrics(df: DataFrame, truth: str, predicted: str, score: str, labels
         raise DataError(f"binary metrics need two labels including {positive!r}, the model has {labels}")
     negative = labels[0] if labels[1] == positive else labels[1]
     t, p, s = F.col(quote(truth)), F.col(quote(predicted)), F.col(quote(score))
-    unscored = df.where(p.isNull()).count()
-    rows = df.where(p.isNotNull())
-    unknown = rows.where(~t.isin(labels)).select(t).limit(1).collect()
-    if unknown:
-        raise DataError(f"true label {unknown[0][0]!r} in column '{truth}' is not one of the model's labels {labels}")
-    counts = {(r[0], r[1]): int(r[2]) for r in rows.groupBy(t, p).count().collect()}
-    matrix = [[counts.get((a, b), 0) for b in labels] for a in labels]
-    total = sum(map(sum, matrix))
+    rows, unscored, counts, matrix, total = _confusion(df, truth, t, p, labels)
     tp, fn = counts.get((positive, positive), 0), counts.get((positive, negative), 0)
     fp, tn = counts.get((negative, positive), 0), counts.get((negative, negative), 0)
     precision, recall = _ratio(tp, tp + fp), _ratio(tp, tp + fn)
@@ -153,14 +161,7 @@ def multiclass_metrics(
         The model's label names in id order.
     """
     t, p, s = F.col(quote(truth)), F.col(quote(predicted)), F.col(quote(score))
-    unscored = df.where(p.isNull()).count()
-    rows = df.where(p.isNotNull())
-    unknown = rows.where(~t.isin(labels)).select(t).limit(1).collect()
-    if unknown:
-        raise DataError(f"true label {unknown[0][0]!r} in column '{truth}' is not one of the model's labels {labels}")
-    counts = {(r[0], r[1]): int(r[2]) for r in rows.groupBy(t, p).count().collect()}
-    matrix = [[counts.get((a, b), 0) for b in labels] for a in labels]
-    total = sum(map(sum, matrix))
+    rows, unscored, _, matrix, total = _confusion(df, truth, t, p, labels)
     per_class = {}
     for i, name in enumerate(labels):
         tp = matrix[i][i]
