@@ -4,8 +4,8 @@ Correctness: hand-written cases, each a review and the sentences a reader sees, 
 turns on (IMDB's ``<br />`` tags, ellipses, quotes, abbreviations, missing spaces after periods, numbers,
 repeated punctuation). A case passes when the splitter returns exactly those sentences (white space and
 ``<br />`` tags around them aside). Speed: reviews per second over 2,000 IMDB test reviews (fixed seed), one
-process, the same run for every splitter. Each library is measured alone and, for the chosen one, inside this
-project's own ``inference.sentences.sentence_spans`` (paragraph breaks cut first).
+process, the same run for every splitter. Each library is measured alone, after this project's paragraph cut
+(``+ breaks``), and the chosen one as scoring runs it (``inference.sentences.sentence_spans``).
 
     pip install pysbd syntok blingfire   # the candidates not installed with the package (sentencex is)
     python benchmarks/sentence_splitters.py --imdb ../shared/data/imdb
@@ -95,9 +95,15 @@ def splitters() -> dict:
         found["blingfire"] = lambda t: [t[a:b] for a, b in blingfire.text_to_sentences_and_offsets(t)[1]]
     except ImportError:
         pass
-    from spark_sentiment.inference.sentences import sentence_spans
+    from spark_sentiment.inference.sentences import paragraphs, sentence_spans
 
-    found["spark_sentiment (sentencex + breaks)"] = lambda t: [t[a:b] for a, b in sentence_spans(t)]
+    def with_breaks(split):
+        # this project's paragraph cut (<br /> tags, blank lines) first, then the library on each paragraph
+        return lambda t: [piece for a, b in paragraphs(t) if t[a:b].strip() for piece in split(t[a:b])]
+
+    for name in list(found):
+        found[f"{name} + breaks"] = with_breaks(found[name])
+    found["sentence_spans (what scoring runs)"] = lambda t: [t[a:b] for a, b in sentence_spans(t)]
     return found
 
 

@@ -43,6 +43,7 @@ def expected(spark, source):
             "*",
             F.when(positive, "POSITIVE").otherwise("NEGATIVE").alias(f"{TEXT}_sentiment"),
             F.lit(0.9).cast("float").alias(f"{TEXT}_sentiment_score"),
+            F.lit(None).cast("map<string,float>").alias(f"{TEXT}_sentiment_probabilities"),  # keyword predictor: none
             F.lit("TinySentiment/1").alias("sentiment_model"),
         )
     )
