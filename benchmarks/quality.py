@@ -18,6 +18,15 @@ them (``shuffle(seed=data.seed)``; eval rows from the test split).
     python benchmarks/quality.py --bundle BUNDLE --base MINILM_DIR --test-rows all --tag h100 \\
         --variant "seed:data.train_rows=3000,scores=model"
 
+A registered model instead of trained variants (``--model``; e.g. ``make demo``'s champion): three-class figures
+on SST dev (``--sst``: accuracy and macro-F1 over NEGATIVE/NEUTRAL/POSITIVE, binary accuracy on the sentences
+without grade 3), the IMDB sample read as positive vs negative probability, the share of IMDB reviews labeled
+NEUTRAL, the expected calibration error of each, and both granularities on the same 1,000 IMDB reviews
+(labels, rows/s):
+
+    MLFLOW_TRACKING_URI=sqlite:///data/mlflow/mlflow.db python benchmarks/quality.py --imdb ../shared/data/imdb \
+        --sst ../shared/data/sst --model models:/SentimentAnalysis@champion --tag cpu_three_class
+
 A variant is ``NAME:key=value,...``: training config overrides (``train.*``, ``data.train_rows``,
 ``model.score_max_length``; applied over ``--config``) and ``scores=A+B+...``, the scoring windows to
 measure: ``model`` (as recorded with the model), ``fast`` (``score.profile: fast``) or ``<strategy><length>``
@@ -124,9 +133,15 @@ def main() -> None:
     parser.add_argument("--score-batch", type=int, help="score.batch_size (default 32 on CPU, 256 on GPU)")
     parser.add_argument("--tag", default="cpu", help="results file: benchmarks/results/quality_<tag>.json")
     parser.add_argument("--out", default=str(HERE / "results"))
+    parser.add_argument("--model", help="measure this registered model (models:/...) instead of training variants")
+    parser.add_argument("--sst", help="with --model: folder with SST's sentences_dev.parquet")
+    parser.add_argument("--granularity-rows", type=int, default=1000, help="with --model: reviews per granularity")
     args = parser.parse_args()
     if bool(args.imdb) == bool(args.bundle):
         parser.error("give exactly one of --imdb and --bundle")
+    if args.model:
+        measure_model(args)
+        return
 
     import torch
     import transformers
@@ -250,6 +265,119 @@ def main() -> None:
             f"{r['precision_choice']['reason']} | {r['train_precision']['chosen']}: "
             f"{r['train_precision']['reason']} |"
         )
+
+
+GRADES = {1: "NEGATIVE", 2: "NEGATIVE", 3: "NEUTRAL", 4: "POSITIVE", 5: "POSITIVE"}
+
+
+def measure_model(args) -> None:
+    """Figures of one registered model (see the module docstring); one table, JSON beside the others."""
+    from dataclasses import replace
+
+    from score_throughput import machine_info
+    from sklearn.metrics import f1_score
+    from spark_sentiment.inference.engines import checked_package
+    from spark_sentiment.inference.predictor import Predictor, PredictorOptions
+    from spark_sentiment.model.registry import resolve_model
+    from spark_sentiment.monitoring.calibration import expected_calibration_error
+
+    resolved = resolve_model(args.model)
+    package = checked_package(resolved)
+    options = PredictorOptions(batch_size=args.score_batch or 32, threads=os.cpu_count(), precision="fp32")
+    predictor = Predictor(package.local_dir, options)
+    labels = predictor.labels
+    index = {name: i for i, name in enumerate(labels)}
+    pos, neg = index["POSITIVE"], index["NEGATIVE"]
+
+    def probabilities(texts: pd.Series, granularity_predictor=predictor) -> tuple[np.ndarray, pd.DataFrame]:
+        result = granularity_predictor.predict(texts.reset_index(drop=True))
+        return np.array([[p[name] for name in labels] for p in result["probabilities"]]), result
+
+    rows: dict[str, object] = {"model": resolved.label, "labels": labels}
+    if args.sst:
+        dev = pd.read_parquet(f"{args.sst.rstrip('/')}/sentences_dev.parquet")
+        truth = np.array([index.get(GRADES[g], -1) for g in dev["grade"]])
+        p, _ = probabilities(dev["text"])
+        predicted = p.argmax(axis=1)
+        polar = dev["grade"].to_numpy() != 3
+        binary = np.where(p[:, pos] >= p[:, neg], pos, neg)
+        rows["sst_dev"] = {
+            "rows": len(dev),
+            "accuracy": round(float((predicted == truth).mean()), 4) if "NEUTRAL" in index else None,
+            "macro_f1": round(float(f1_score(truth, predicted, average="macro")), 4) if "NEUTRAL" in index else None,
+            "binary_rows": int(polar.sum()),
+            "binary_accuracy": round(float((binary[polar] == truth[polar]).mean()), 4),
+            "ece": round(expected_calibration_error(p, truth), 4) if "NEUTRAL" in index else None,
+            "ece_binary_rows": round(expected_calibration_error(p[polar], truth[polar]), 4),
+        }
+    frames = load_frames(args)
+    test = frames["test"]
+    sample = np.random.default_rng(TEST_SAMPLE_SEED).permutation(len(test))[:TEST_SAMPLE_ROWS]
+    texts, truth_ids = test["text"].iloc[sample], test["label"].to_numpy()[sample].astype(int)
+    truth = np.where(truth_ids == 1, pos, neg)
+    predictor.predict(texts.iloc[:16].reset_index(drop=True))  # warm-up
+    started = time.perf_counter()
+    p, result = probabilities(texts)
+    seconds = time.perf_counter() - started
+    rows["imdb_sample"] = {
+        "rows": len(sample),
+        "accuracy_pos_vs_neg": round(float((np.where(p[:, pos] >= p[:, neg], pos, neg) == truth).mean()), 4),
+        "accuracy_label": round(float((p.argmax(axis=1) == truth).mean()), 4),
+        "neutral_share": round(float((result["label"] == "NEUTRAL").mean()), 4),
+        "ece": round(expected_calibration_error(p, truth), 4),
+        "rows_per_s": round(len(sample) / seconds, 1),
+    }
+    sentence_predictor = Predictor(package.local_dir, replace(options, granularity="sentence"))
+    part = texts.iloc[: args.granularity_rows].reset_index(drop=True)
+    part_truth = truth[: args.granularity_rows]
+    granularity = {}
+    for name, chosen in (("review", predictor), ("sentence", sentence_predictor)):
+        chosen.predict(part.iloc[:16])
+        started = time.perf_counter()
+        found = chosen.predict(part)
+        seconds = time.perf_counter() - started
+        label_share = found["label"].value_counts(normalize=True).round(4).to_dict()
+        polar = found["label"].isin(["POSITIVE", "NEGATIVE"]).to_numpy()
+        right = found["label"].map(index).to_numpy()[polar] == part_truth[polar]
+        granularity[name] = {
+            "rows_per_s": round(len(part) / seconds, 1),
+            "labels": label_share,
+            "accuracy_on_polar_labels": round(float(right.mean()), 4) if polar.any() else None,
+        }
+        if name == "sentence":
+            granularity[name]["sentences_per_review"] = round(float(found["sentence_start"].map(len).mean()), 2)
+    granularity["sentence_vs_review_rows_per_s"] = round(
+        granularity["sentence"]["rows_per_s"] / granularity["review"]["rows_per_s"], 2
+    )
+    rows["granularity"] = granularity
+    machine = machine_info()
+    rows["machine"] = machine
+    rows["aggregation"] = sentence_predictor.aggregation.to_dict() if sentence_predictor.aggregation else None
+    rows["temperature"] = predictor.temperature
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"quality_{args.tag}.json").write_text(json.dumps(rows, indent=1))
+    print(f"\n{resolved.label}: labels {labels}, temperature {predictor.temperature:.3f}")
+    print(f"{machine['cpu']}, {machine['cores']} cores, fp32\n")
+    print("| set | rows | accuracy | macro-F1 | binary accuracy (pos vs neg) | NEUTRAL share | ECE |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    if "sst_dev" in rows:
+        d = rows["sst_dev"]
+        print(
+            f"| SST dev sentences | {d['rows']} | {d['accuracy']} | {d['macro_f1']} | {d['binary_accuracy']} "
+            f"({d['binary_rows']} without grade 3) | - | {d['ece']} |"
+        )
+    d = rows["imdb_sample"]
+    print(
+        f"| IMDB 2,000-review sample (review granularity) | {d['rows']} | {d['accuracy_label']} | - | "
+        f"{d['accuracy_pos_vs_neg']} | {d['neutral_share']} | {d['ece']} |"
+    )
+    print(f"\n| granularity ({len(part)} IMDB reviews) | rows/s | labels | accuracy where POSITIVE/NEGATIVE |")
+    print("|---|---:|---|---:|")
+    for name in ("review", "sentence"):
+        g = granularity[name]
+        print(f"| {name} | {g['rows_per_s']} | {g['labels']} | {g['accuracy_on_polar_labels']} |")
+    print(f"\nsentence / review rows/s: {granularity['sentence_vs_review_rows_per_s']}")
 
 
 if __name__ == "__main__":
