@@ -69,7 +69,7 @@ class OutputSection:
     evolve_schema: bool = option(
         True,
         "An existing output that lacks columns scoring now adds (e.g. <c>_sentiment_probabilities, in tables "
-        "scored before it existed) gets them with ALTER TABLE ADD COLUMNS before scoring (old rows: null); "
+        "scored before it existed) gets them with ALTER TABLE ADD COLUMNS just before the write (old rows: null); "
         "false: the job is refused with one error naming the columns. A column of another type is always refused.",
     )
 

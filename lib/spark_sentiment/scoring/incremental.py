@@ -31,6 +31,7 @@ from ..model.registry import ResolvedModel
 from .config import ScoreJobConfig
 from .hooks import WriteHooks, write_through
 from .rows import score_rows
+from .schema import add_missing_columns
 from .stats import RunStats
 
 log = logging.getLogger(__name__)
@@ -193,5 +194,6 @@ def run_incremental(
     state["granularity"] = score.granularity
     tag = CommitTag(app_id, txn_version(previous), state)
     gone = deletes if to_delete else None
+    add_missing_columns(spark, target, scored.schema, cfg)
     write = write_through(hooks, target, lambda: write_scored(scored, target, "incremental", keys, tag, gone))
     return Outcome(plan.method, plan.previous_version, stats, write)

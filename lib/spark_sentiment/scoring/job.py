@@ -15,26 +15,14 @@ from pathlib import Path
 from typing import Sequence
 
 from pyspark.sql import SparkSession
-from pyspark.sql.types import StructType
 
 from ..config.cli import packaged_config, run_job
-from ..core.errors import DataError
 from ..core.session import is_local
-from ..inference.columns import added_columns, check_output_columns, label_columns, other_granularity_columns
+from ..inference.columns import added_columns, check_output_columns, label_columns
 from ..inference.engines import predictor_options, scoring_function
 from ..inference.predictor import Predictor, PredictorFactory
 from ..inference.text_policy import check_text_columns
-from ..io.delta import (
-    CommitTag,
-    WriteResult,
-    add_columns,
-    check_output,
-    last_tag,
-    missing_columns,
-    read_target,
-    retry_on_conflict,
-    write_scored,
-)
+from ..io.delta import CommitTag, WriteResult, check_output, last_tag, retry_on_conflict, write_scored
 from ..io.fs import data_paths
 from ..io.snapshot import check_keys, open_input
 from ..io.tables import TableRef, require_columns
@@ -47,6 +35,7 @@ from .incremental import run_incremental
 from .report import add_stats, log_run
 from .result import ScoreSummary
 from .rows import precision_of, score_rows
+from .schema import add_missing_columns, planned_columns
 from .stats import RunStats
 from .stream import StreamOutcome, run_stream
 
@@ -96,7 +85,7 @@ def score_table(
         spark, target, df.columns + added_columns(cfg.input.text_columns, score.granularity), write_mode
     )
     planned = label_columns(df, score, resolved.label, cfg.input.text_columns).schema  # analysed, not run
-    added = evolve_output(spark, target, planned, cfg) if existed else []
+    added = planned_columns(spark, target, planned, cfg) if existed else []  # checked now, added at the write
     summary = ScoreSummary(
         status="succeeded",
         engine=cfg.engine,
@@ -168,50 +157,13 @@ def score_table(
     tag = CommitTag(summary.app_id, cfg.output.batch_id, state)
 
     def attempt() -> WriteResult:
+        add_missing_columns(spark, target, scored.schema, cfg)
         return write_through(
             hooks, target, lambda: write_scored(scored, target, cfg.output.mode, cfg.input.key_columns, tag)
         )
 
     write, attempts = retry_on_conflict(what, attempt, cfg.output.max_retries)
     return finish(stats, write, attempts)
-
-
-def evolve_output(spark: SparkSession, target: TableRef, planned: StructType, cfg: ScoreJobConfig) -> list[str]:
-    """Give an existing output the columns of the scoring contract it lacks (a table scored before a column
-    was added to the contract), or refuse when ``output.evolve_schema`` is false; returns the names added.
-
-    Raises
-    ------
-    DataError
-        A missing column with evolution off, or a contract column of another type in the output.
-    """
-    granularity = cfg.score.granularity
-    contract = set(added_columns(cfg.input.text_columns, granularity))
-    missing = missing_columns(spark, target, [f for f in planned.fields if f.name in contract])
-    names = [f.name for f in missing]
-    mode = cfg.stream.write if cfg.output.mode == "stream" else cfg.output.mode
-    other = other_granularity_columns(cfg.input.text_columns, granularity)
-    stale: list[str] = []
-    if mode != "overwrite":
-        present = {f.name.lower() for f in read_target(spark, target).schema.fields}
-        stale = [c for c in other if c.lower() in present]
-    if stale:
-        # rows rewritten at this granularity would keep the other granularity's values in these columns
-        raise DataError(
-            f"output {target.describe()} holds column(s) {', '.join(stale)} of score.granularity "
-            f"{'review' if granularity == 'sentence' else 'sentence'}, which a {mode} at granularity {granularity} "
-            "would leave stale; score at that granularity, overwrite the output, or write to a new one"
-        )
-    if not missing:
-        return []
-    if not cfg.output.evolve_schema:
-        raise DataError(
-            f"output {target.describe()} lacks column(s) {', '.join(names)} that scoring writes; set "
-            "output.evolve_schema=true to add them (existing rows read null there), or write to a new output"
-        )
-    add_columns(spark, target, missing)
-    log.warning("output %s lacked %s: added (existing rows read null there)", target.describe(), ", ".join(names))
-    return names
 
 
 def default_app_id(spark: SparkSession, cfg: ScoreJobConfig, where: str) -> str:

@@ -39,6 +39,7 @@ from ..model.registry import ResolvedModel
 from .config import ScoreJobConfig
 from .hooks import WriteHooks, write_through
 from .rows import score_rows
+from .schema import add_missing_columns
 
 log = logging.getLogger(__name__)
 
@@ -259,6 +260,7 @@ def run_stream(
         write_mode = "merge" if cfg.stream.write == "merge" else "append"
 
         def attempt() -> WriteResult:
+            add_missing_columns(spark, target, scored.schema, cfg)
             return write_through(hooks, target, lambda: write_scored(scored, target, write_mode, keys, tag, deletes))
 
         write, _ = retry_on_conflict(f"writing {target.describe()}", attempt, cfg.output.max_retries)
