@@ -105,8 +105,10 @@ def test_lakehouse_input_is_scored_in_every_mode(spark, tiny_model, lakehouse_ta
     assert merged.rows_in == 4
     assertDataFrameEqual(scored(spark, outputs["incremental"]), expected(spark, source))
     # merge upserts and never deletes: the deleted review stays, the others are as the input is now
-    kept = scored(spark, outputs["merge"]).where(F.col(f"`{KEY}`").isin([r[0] for r in deleted_keys(spark, source)]))
-    assertDataFrameEqual(scored(spark, outputs["merge"]).subtract(kept), expected(spark, source))
+    gone = F.col(f"`{KEY}`").isin([r[0] for r in deleted_keys(spark, source)])
+    kept = scored(spark, outputs["merge"]).where(gone)
+    # rows whose key is gone from the input, by key: set operations (subtract) take no map columns
+    assertDataFrameEqual(scored(spark, outputs["merge"]).where(~gone), expected(spark, source))
     assert kept.count() == 1
 
 
