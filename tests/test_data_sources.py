@@ -174,6 +174,23 @@ def test_several_sources_with_their_own_columns_and_label_maps(spark, tmp_path):
     assert list(again.train["text"]) == texts
 
 
+def test_a_held_out_slice_chosen_by_where_is_never_trained_on(spark, tmp_path):
+    graded = pd.DataFrame(
+        {"sentence": [f"sentence {i}" for i in range(50)], "grade": [1 + i % 5 for i in range(50)], "id": range(50)}
+    )
+    graded.to_parquet(tmp_path / "graded.parquet")
+    common = f"path: {tmp_path / 'graded.parquet'}, text_column: sentence, label_column: grade, label_map: {GRADES}"
+    sources = (
+        f"[{{name: train, {common}, where: 'id % 5 != 0', train_rows: null, eval_rows: 0}}, "
+        f"{{name: held_out, {common}, where: 'id % 5 = 0', train_rows: 0, eval_rows: null}}]"
+    )
+    cfg = load_config(TrainJobConfig, None, [f"data.sources={sources}", f"model.labels={THREE}"])
+    data = load_training_data(spark, cfg.data, THREE)
+    assert sorted(data.eval["text"]) == sorted(f"sentence {i}" for i in range(0, 50, 5))
+    assert data.eval_sources == ("held_out",) * 10
+    assert sorted(data.train["text"]) == sorted(f"sentence {i}" for i in range(50) if i % 5)
+
+
 def test_a_grade_outside_the_map_names_source_column_value_and_count(spark, tmp_path):
     cfg = two_sources(tmp_path, spark, "{1: NEGATIVE, 2: NEGATIVE, 3: NEUTRAL}")
     with pytest.raises(DataError) as info:
@@ -191,6 +208,7 @@ def test_a_grade_outside_the_map_names_source_column_value_and_count(spark, tmp_
         ("data.sources=[{path: a, name: x}, {path: b, name: x}]", "'data.sources' names must differ"),
         ("data.sources=[{path: a, label_map: {1: GOOD}}]", "'data.sources[0].label_map' maps to ['GOOD'], which"),
         ("data.sources=[{path: a, colour: red}]", "unknown config key 'data.sources[0].colour'"),
+        ("data.sources=[{path: a, train_rows: 0}]", "'data.sources' every source has train_rows 0"),
     ],
 )
 def test_bad_sources_config_names_the_key(override, message):

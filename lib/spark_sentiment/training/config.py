@@ -47,15 +47,21 @@ class SourceSection:
         "Spark SQL condition on the source's columns; only rows where it holds are used, e.g. SST phrases of a few "
         "words: 'tokens BETWEEN 3 AND 12'.",
     )
-    train_rows: Optional[int] = option(3000, "Rows drawn (after the seeded shuffle) for training; null = all.")
+    train_rows: Optional[int] = option(
+        3000,
+        "Rows drawn (after the seeded shuffle) for training; null = all; 0 = none from this source (one of "
+        "data.sources that only holds evaluation rows, e.g. a fixed held-out slice chosen by its where).",
+    )
     eval_rows: Optional[int] = option(
-        300, "Rows drawn (after the seeded shuffle) for evaluation; null = all; 0 = none from this source."
+        300,
+        "Rows drawn (after the seeded shuffle) for evaluation; null = all (a tenth when they come from the "
+        "training split and train_rows is not 0); 0 = none from this source.",
     )
 
     def validate(self, prefix: str) -> None:
         require(bool(self.path.strip()), f"{prefix}path", "must not be empty")
         value = self.train_rows
-        require(value is None or value > 0, f"{prefix}train_rows", f"must be a positive integer or null, got {value}")
+        require(value is None or value >= 0, f"{prefix}train_rows", f"must be an integer >= 0 or null, got {value}")
         value = self.eval_rows
         require(value is None or value >= 0, f"{prefix}eval_rows", f"must be an integer >= 0 or null, got {value}")
         require(self.text_column != self.label_column, f"{prefix}label_column", "must differ from text_column")
@@ -96,8 +102,15 @@ class DataSection(SourceSection):
             source.validate(f"{prefix}sources[{i}].")
         names = [name for name, _, _ in self.each(prefix)]
         require(len(set(names)) == len(names), f"{prefix}sources", f"names must differ, got {names}")
-        if not self.sources:
+        if self.sources:
+            require(
+                any(source.train_rows != 0 for source in self.sources),
+                f"{prefix}sources",
+                "every source has train_rows 0: at least one must give training rows",
+            )
+        else:
             super().validate(prefix)
+            require(self.train_rows != 0, f"{prefix}train_rows", "must be a positive integer or null, got 0")
 
     def each(self, prefix: str = "data.") -> list[tuple[str, SourceSection, str]]:
         """``(name, source, config key prefix)`` of every source: data.sources, else this section itself."""

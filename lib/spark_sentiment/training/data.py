@@ -152,8 +152,10 @@ def _load_source(
     where = f"{plan.key}where"
     train_frame = _clean(read_pandas(spark, plan.train, columns, cfg.where, where), cfg, labels, named(plan.train))
     if plan.eval is None:
-        # One source: the first eval_rows of the shuffle are held out, training draws from the rest.
-        held_out = max(1, len(train_frame) // 10) if cfg.eval_rows is None else cfg.eval_rows
+        # One split: the first eval_rows of the shuffle are held out, training draws from the rest.
+        held_out = cfg.eval_rows
+        if held_out is None:
+            held_out = len(train_frame) if cfg.train_rows == 0 else max(1, len(train_frame) // 10)
         evaluation = _sample(train_frame, seed, 0, held_out)
         return _sample(train_frame, seed, len(evaluation), cfg.train_rows), evaluation
     eval_frame = _clean(read_pandas(spark, plan.eval, columns, cfg.where, where), cfg, labels, named(plan.eval))
