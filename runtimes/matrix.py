@@ -372,7 +372,8 @@ def score(run: Run, engine: str, mode: str, table: str, remote: bool = False, **
 def sql(run: Run, *statements: str, function: bool = False) -> list[dict]:
     args = ["--function", f"models:/{MODEL}@champion"] if function else []
     result = run.job("sql", *args, *statements)
-    return [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    lines = result.stdout.strip().splitlines()[:-1]  # the last line is the summary
+    return [json.loads(line) for line in lines if line.startswith("{")]
 
 
 def evaluate(run: Run) -> str:

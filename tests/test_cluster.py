@@ -46,7 +46,8 @@ def test_score_on_standalone_cluster_then_query_from_new_session(cluster_runs):
 
     query = cluster_runs.query.result()
     assert query.returncode == 0, query.stderr[-4000:]
-    rows = [json.loads(line) for line in query.stdout.strip().splitlines() if line.startswith("{")]
+    lines = query.stdout.strip().splitlines()[:-1]  # the last line is the summary
+    rows = [json.loads(line) for line in lines if line.startswith("{")]
     assert sum(r["n"] for r in rows) == 40
     assert {r["label"] for r in rows} <= {None, "NEGATIVE", "POSITIVE"}
     assert sum(r["n"] for r in rows if r["label"] is None) == 2

@@ -51,7 +51,8 @@ def test_scoring_job_both_engines_and_sql_function_over_spark_connect(spark, con
 
     sql = results["sql"]
     assert sql["code"] == 0, sql["stderr"][-4000:]
-    rows = [json.loads(line) for line in sql["stdout"].splitlines() if line.startswith("{")]
+    lines = sql["stdout"].strip().splitlines()[:-1]  # the last line is the summary
+    rows = [json.loads(line) for line in lines if line.startswith("{")]
     assertDataFrameEqual(spark.createDataFrame(rows, "id int, body_sentiment string"), want)
 
 

@@ -125,3 +125,107 @@ def test_job_error_lines_mask_secrets(monkeypatch, capsys):
 def test_no_code_path_enables_remote_code():
     sources = "\n".join(p.read_text() for p in (REPO / "lib").rglob("*.py"))
     assert "trust_remote_code=True" not in sources
+
+
+# Every console command, given bad input that carries a secret: a secret-looking environment variable's value
+# inside a path, and user:password@ in a URI. Each case: (command, argv from (tmp, secret path, credential URI)).
+ENV_SECRET, URI_PASSWORD = "pw-9d41c7e5b2", "hunter2-0b7e"
+CREDENTIAL_URI = f"file://analyst:{URI_PASSWORD}@nas.example.com/reviews"
+
+
+def _train(argv):
+    from spark_sentiment.training.job import main
+
+    return main(argv)
+
+
+def _score(argv):
+    from spark_sentiment.scoring.job import main
+
+    return main(argv)
+
+
+def _evaluate(argv):
+    from spark_sentiment.validation.job import main
+
+    return main(argv)
+
+
+def _ingest(argv):
+    from spark_sentiment.io.ingest import main
+
+    return main(argv)
+
+
+def _sql(argv):
+    from spark_sentiment.inference.sql import main
+
+    return main(argv)
+
+
+def _model(argv):
+    from spark_sentiment.model.transfer import main
+
+    return main(argv)
+
+
+def _sets(*pairs: str) -> list[str]:
+    return [arg for pair in pairs for arg in ("--set", pair)]
+
+
+COMMANDS = {
+    "train": lambda tmp, path: (_train, _sets(f"data.path={path}", "model.base=tiny-random", "train.max_steps=1")),
+    "score": lambda tmp, path: (
+        _score,
+        _sets(f"input.path={path}", f"output.path={tmp}/out", f"model.uri={TINY}", f"report.runs_table={tmp}/runs"),
+    ),
+    "evaluate": lambda tmp, path: (
+        _evaluate,
+        _sets(
+            f"input.path={path}", f"models.candidate={TINY}", f"models.champion={TINY}", f"report.runs_table={tmp}/runs"
+        ),
+    ),
+    "ingest": lambda tmp, path: (_ingest, ["--source", path, "--path", f"{tmp}/landed"]),
+    "sql": lambda tmp, path: (_sql, [f"SELECT count(*) FROM parquet.`{path}`"]),
+    "model import": lambda tmp, path: (_model, ["import", path, "--name", "Imported"]),
+}
+
+
+@pytest.mark.parametrize("secret", ["env value in a path", "user:password@ in a URI"])
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_every_command_fails_bad_input_in_one_scrubbed_line(spark, tiny_model, tmp_path, monkeypatch, command, secret):
+    from conftest import call_main
+
+    monkeypatch.setenv("WAREHOUSE_PASSWORD", ENV_SECRET)
+    path = f"{tmp_path}/missing-{ENV_SECRET}/reviews" if secret.startswith("env") else CREDENTIAL_URI
+    main, argv = COMMANDS[command](tmp_path, path)
+    before = {run.info.run_id for run in mlflow.search_runs(search_all_experiments=True, output_format="list")}
+    code, out, err = call_main(main, argv)
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert (code, len(errors)) == (2, 1), err[-2000:]
+    assert err.strip().splitlines()[-1] == errors[0] and "Traceback" not in err
+    assert "***" in errors[0] or "missing-" not in errors[0]  # it names the path, masked
+    runs = [
+        r for r in mlflow.search_runs(search_all_experiments=True, output_format="list") if r.info.run_id not in before
+    ]
+    recorded = [json.dumps(r.data.params) + json.dumps(r.data.tags) for r in runs]
+    if (tmp_path / "runs").exists():
+        recorded += [json.dumps(r.asDict()) for r in spark.read.format("delta").load(str(tmp_path / "runs")).collect()]
+    everything = "\n".join([out, err, *recorded])
+    assert ENV_SECRET not in everything and URI_PASSWORD not in everything
+    assert not (tmp_path / "out").exists() and not (tmp_path / "landed").exists()
+
+
+@pytest.mark.parametrize(
+    "statement, message",
+    [
+        ("SELEC 1", "error: Spark refused the input: [PARSE_SYNTAX_ERROR] Syntax error at or near 'SELEC'"),
+        ("SELECT * FROM no_such_table", "error: Spark refused the input: [TABLE_OR_VIEW_NOT_FOUND] The table or view"),
+    ],
+)
+def test_sql_statements_spark_refuses_end_in_one_line(spark, statement, message):
+    from conftest import call_main
+
+    code, out, err = call_main(_sql, [statement])
+    assert code == 2 and out == ""
+    assert err.strip().splitlines() == [err.strip().splitlines()[0]] and err.startswith(message), err[-2000:]

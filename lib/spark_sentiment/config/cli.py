@@ -1,4 +1,6 @@
-"""Shared command line of the jobs: ``--config FILE``, repeated ``--set key=value``, one JSON summary line."""
+"""The command line every console command shares: one runner (logging, one scrubbed ``error:`` line and exit 2
+for bad input, one JSON summary as the last stdout line) and, for the jobs with a config, ``--config FILE``
+and repeated ``--set key=value``."""
 
 from __future__ import annotations
 
@@ -9,13 +11,14 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Any, Callable, Sequence, TypeVar
+from typing import Any, Callable, NoReturn, Sequence, TypeVar
 
-from ..core.errors import SentimentError
+from ..core.errors import SentimentError, bad_input_message
 from ..core.redaction import scrub
 from .loader import load_config
 
 C = TypeVar("C")
+log = logging.getLogger(__name__)
 DEFAULTS = "defaults"  # the packaged configs: spark_sentiment/config/defaults/*.yaml (conf/ links to them)
 
 
@@ -26,7 +29,7 @@ def packaged_config(name: str) -> Path:
 
 def parse_config(argv: Sequence[str], config_cls: type[C], default_config: Path | None, description: str) -> C:
     """Parse the job arguments into a validated config (raises ConfigError before anything starts)."""
-    parser = argparse.ArgumentParser(description=description)
+    parser = CommandParser(description=description)
     parser.add_argument(
         "--config",
         default=str(default_config) if default_config and default_config.is_file() else None,
@@ -51,6 +54,49 @@ def parse_config(argv: Sequence[str], config_cls: type[C], default_config: Path 
     return load_config(config_cls, path, args.overrides)
 
 
+class CommandParser(argparse.ArgumentParser):
+    """``argparse`` whose usage errors are scrubbed like every other message (a value it echoes back may be a
+    path holding a secret); exit 2 as argparse does."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(2, f"error: {scrub(message)}\n")
+
+
+def run_command(body: Callable[[], Any]) -> int:
+    """The one way every console command runs: ``body()`` under the jobs' logging, its summary (a dict, or a
+    dataclass with ``as_dict()``) printed as the last stdout line with secrets masked, exit code its
+    ``exit_code`` (default 0). Bad input (see :func:`bad_input_message`: ours, and Spark's refusals of a
+    missing path or table, a file system it cannot reach, a statement it cannot parse) prints one scrubbed
+    ``error:`` line and returns 2; anything else propagates with its traceback."""
+    if not logging.getLogger().handlers:  # a host that configured logging (a notebook, pytest) keeps its own
+        logging.basicConfig(
+            level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+        )
+    logging.getLogger("py4j").setLevel(logging.WARNING)  # its shutdown line would follow our summary on stdout
+    # Spark 4 logs every SQL or DataFrame error it raises as a JSON line on stderr, unscrubbed, before the
+    # exception reaches us; the runner reports it once, below (bad input) or as the traceback (anything else).
+    for name in ("SQLQueryContextLogger", "DataFrameQueryContextLogger"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+    # Progress bars of downloads, dataset maps and weight loading drown the job's own lines in batch logs.
+    for name in ("HF_DATASETS_DISABLE_PROGRESS_BARS", "HF_HUB_DISABLE_PROGRESS_BARS", "TRANSFORMERS_NO_PROGRESS_BAR"):
+        os.environ.setdefault(name, "1")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    try:
+        summary = body()
+    except Exception as exc:
+        message = bad_input_message(exc)
+        if message is None:
+            raise
+        # Spark's refusals carry a JVM stack trace: kept for whoever debugs at DEBUG, out of the error line.
+        log.debug("bad input", exc_info=not isinstance(exc, SentimentError))
+        print(f"error: {scrub(message)}", file=sys.stderr, flush=True)
+        return 2
+    record = summary.as_dict() if hasattr(summary, "as_dict") else summary
+    print(scrub(json.dumps(record, default=str)), flush=True)
+    return int(record.get("exit_code", 0))  # a job may report an outcome the scheduler acts on
+
+
 def run_job(
     argv: Sequence[str],
     config_cls: type[C],
@@ -58,23 +104,7 @@ def run_job(
     body: Callable[[C], Any],
     description: str,
 ) -> int:
-    """Run ``body(config)``; print its summary (a dict, or a dataclass with ``as_dict()``) as the last stdout
-    line and return its ``exit_code`` (default 0), or print one ``error:`` line and return 2."""
-    if not logging.getLogger().handlers:  # a host that configured logging (a notebook, pytest) keeps its own
-        logging.basicConfig(
-            level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
-        )
-    logging.getLogger("py4j").setLevel(logging.WARNING)  # its shutdown line would follow our summary on stdout
-    # Progress bars of downloads, dataset maps and weight loading drown the job's own lines in batch logs.
-    for name in ("HF_DATASETS_DISABLE_PROGRESS_BARS", "HF_HUB_DISABLE_PROGRESS_BARS", "TRANSFORMERS_NO_PROGRESS_BAR"):
-        os.environ.setdefault(name, "1")
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    try:
-        config = parse_config(argv, config_cls, default_config, description)
-        summary = body(config)
-    except SentimentError as exc:
-        print(f"error: {scrub(str(exc))}", file=sys.stderr, flush=True)
-        return 2
-    record = summary.as_dict() if hasattr(summary, "as_dict") else summary
-    print(json.dumps(record, default=str), flush=True)
-    return int(record.get("exit_code", 0))  # a job may report an outcome the scheduler acts on
+    """A job with a config (train, score, evaluate): ``--config``/``--set`` parsed into a validated
+    ``config_cls`` (a bad key is bad input: one ``error:`` line, exit 2), then ``body(config)`` under
+    :func:`run_command`."""
+    return run_command(lambda: body(parse_config(argv, config_cls, default_config, description)))

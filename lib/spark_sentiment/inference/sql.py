@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from typing import Sequence
@@ -10,6 +9,7 @@ from typing import Sequence
 from pyspark.errors import AnalysisException
 from pyspark.sql import SparkSession
 
+from ..config.cli import CommandParser, run_command
 from ..config.sections import MlflowSection
 from ..core.errors import SentimentError
 from ..model import tracking
@@ -41,7 +41,7 @@ def register_sentiment_function(
         raise ValueError(f"function name must be an identifier, got {name!r}")
     options = options or PredictorOptions()
     resolved = resolve_model(model_uri)
-    udf = shipped_native_udf(spark, resolved, options)
+    udf, _ = shipped_native_udf(spark, resolved, options)
     if options.granularity != "sentence":
         spark.udf.register(name, udf)
         return resolved.label
@@ -68,8 +68,11 @@ def register_sentiment_function(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Console entry point ``spark-sentiment-sql`` (also ``jobs/sql.py``): run statements, print rows as JSON."""
-    parser = argparse.ArgumentParser(description="Run SQL statements and print each row as JSON.")
+    """Console entry point ``spark-sentiment-sql`` (also ``jobs/sql.py``): run statements, print each result row
+    as JSON, then the summary (statements run, rows each returned, the model behind ``sentiment``) as the last
+    line. Flags only, no config file (the statements are the input); runs on the commands' one runner (one
+    scrubbed ``error:`` line and exit 2 on a missing table or path, a statement Spark cannot parse or resolve)."""
+    parser = CommandParser(description="Run SQL statements and print each row as JSON.")
     parser.add_argument("statements", nargs="+", help="SQL statements, run in order")
     parser.add_argument("--function", metavar="MODEL_URI", help="register sentiment(text) backed by this model first")
     parser.add_argument(
@@ -79,20 +82,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     args = parser.parse_args(sys.argv[1:] if argv is None else list(argv))
 
-    from ..core.session import get_spark, is_local
+    def body() -> dict[str, object]:
+        from ..core.session import get_spark, is_local
 
-    try:
         spark = get_spark("spark-sentiment-sql")
+        model = None
         if args.function:
             tracking.configure(MlflowSection(), local=is_local(spark))
-            register_sentiment_function(spark, args.function)
+            model = register_sentiment_function(spark, args.function)
             if args.sentences:
                 sentences = PredictorOptions(granularity="sentence")
                 register_sentiment_function(spark, args.function, "sentiment_sentences", sentences)
+        counts = []
         for statement in args.statements:
-            for row in spark.sql(statement).collect():
-                print(json.dumps(row.asDict(recursive=True), default=str), flush=True)
-    except SentimentError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+            rows = spark.sql(statement).collect()
+            for row in rows:
+                print(json.dumps(row.asDict(recursive=True), default=str), flush=True)  # data, printed as is
+            counts.append(len(rows))
+        return {"statements": len(counts), "rows": counts, "model": model}
+
+    return run_command(body)

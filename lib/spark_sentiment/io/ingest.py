@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 from typing import Sequence
 
 from pyspark.sql import DataFrame, SparkSession
 
-from ..core.errors import SentimentError
+from ..config.cli import CommandParser, run_command
 from .delta import write_table
 from .tables import TableRef, read_aclimdb, read_hf, read_spark, resolve_source
 
@@ -40,8 +38,10 @@ def ingest(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Console entry point ``spark-sentiment-ingest`` (also ``jobs/ingest.py``); exit 2 on bad input."""
-    parser = argparse.ArgumentParser(description="Land reviews in a Delta table.")
+    """Console entry point ``spark-sentiment-ingest`` (also ``jobs/ingest.py``): flags only, no config file
+    (one copy whose few inputs are all named on the command line); runs on the commands' one runner (one
+    scrubbed ``error:`` line and exit 2 on bad input, the JSON summary last on stdout)."""
+    parser = CommandParser(description="Land reviews in a Delta table.")
     parser.add_argument("--source", required=True, help="Parquet/Delta path, aclImdb folder, table or hf:<dataset>")
     parser.add_argument("--split", help="split inside a folder of splits (e.g. unsup) or of a hub dataset")
     target = parser.add_mutually_exclusive_group(required=True)
@@ -51,13 +51,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--mode", choices=["overwrite", "append"], default="overwrite")
     args = parser.parse_args(sys.argv[1:] if argv is None else list(argv))
 
-    from ..core.session import get_spark
+    def body() -> dict[str, object]:
+        from ..core.session import get_spark
 
-    try:
         spark = get_spark("spark-sentiment-ingest")
         rows = ingest(spark, args.source, TableRef.of(args.path, args.table), args.split, args.limit, args.mode)
-    except SentimentError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(json.dumps({"rows": rows, "target": args.table or args.path}))
-    return 0
+        return {"rows": rows, "target": args.table or args.path}
+
+    return run_command(body)

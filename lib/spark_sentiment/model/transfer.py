@@ -20,7 +20,6 @@ came from. Bad input writes nothing and ends in one ``error:`` line, exit 2.
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 import sys
@@ -30,8 +29,9 @@ from typing import Any, Sequence
 
 import yaml
 
+from ..config.cli import CommandParser, run_command
 from ..config.sections import MlflowSection
-from ..core.errors import ModelError, SentimentError
+from ..core.errors import ModelError
 from . import compat
 
 SOURCE_TAG = "spark_sentiment.imported_from"  # model version tag: the source's model URI and MLflow release
@@ -165,10 +165,11 @@ def import_model(source: str, name: str, aliases: Sequence[str], mlflow_section:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Console entry point ``spark-sentiment-model``: ``import FOLDER --name NAME [--alias A ...]``. Prints the
-    JSON summary as the last stdout line; one ``error:`` line and exit 2 on bad input."""
-    parser = argparse.ArgumentParser(description="Register an exported MLflow model in this MLflow store.")
-    commands = parser.add_subparsers(dest="command", required=True)
+    """Console entry point ``spark-sentiment-model``: ``import FOLDER --name NAME [--alias A ...]``. Flags only,
+    no config file (one action on one folder); runs on the commands' one runner (the JSON summary last on
+    stdout; one scrubbed ``error:`` line and exit 2 on bad input)."""
+    parser = CommandParser(description="Register an exported MLflow model in this MLflow store.")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=CommandParser)
     imported = commands.add_parser(
         "import", help="register a model folder exported with `mlflow artifacts download` as a new version"
     )
@@ -178,15 +179,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     imported.add_argument("--experiment", default="sentiment-import", help="MLflow experiment of the import run")
     imported.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else local)")
     args = parser.parse_args(sys.argv[1:] if argv is None else list(argv))
-
-    try:
-        section = MlflowSection(tracking_uri=args.tracking_uri, experiment=args.experiment)
-        summary = import_model(args.source, args.name, args.alias, section)
-    except SentimentError as exc:
-        print(f"error: {exc}", file=sys.stderr, flush=True)
-        return 2
-    print(json.dumps(summary, default=str), flush=True)
-    return 0
+    section = MlflowSection(tracking_uri=args.tracking_uri, experiment=args.experiment)
+    return run_command(lambda: import_model(args.source, args.name, args.alias, section))
 
 
 if __name__ == "__main__":
