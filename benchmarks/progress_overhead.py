@@ -37,7 +37,8 @@ def main() -> None:
     from score_throughput import machine_info
     from spark_sentiment.config.sections import MlflowSection, ScoreSection
     from spark_sentiment.core.session import get_spark
-    from spark_sentiment.inference.engines import predictor_options, scoring_function
+    from spark_sentiment.inference.engines import scoring_function
+    from spark_sentiment.inference.predictor import PredictorOptions
     from spark_sentiment.model import tracking
     from spark_sentiment.model.registry import resolve_model
     from spark_sentiment.scoring.rows import score_rows
@@ -48,7 +49,7 @@ def main() -> None:
     df = spark.createDataFrame(reviews).cache()
     df.count()
     resolved = resolve_model(args.model_uri)
-    score = scoring_function(spark, resolved, "native", predictor_options(ScoreSection(profile=args.profile)))
+    score = scoring_function(spark, resolved, "native", PredictorOptions.of(ScoreSection(profile=args.profile)))
     score_rows(df.limit(64), score, resolved.label, ["text"], None)  # warm-up: workers, model, precision probe
 
     runs: dict[str, list[float]] = {"off": [], "on": []}

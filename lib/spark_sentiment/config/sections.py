@@ -69,15 +69,14 @@ def require_one_of(prefix: str, path: Optional[str], table: Optional[str]) -> No
     )
 
 
-@dataclass
-class ScoreSection:
+@dataclass(frozen=True)
+class PredictorSection:
+    """How a Python worker runs the model: the options of ``score`` that the native engine's predictor reads.
+    ``inference.predictor.PredictorOptions`` extends this class, so a new option is one field here."""
+
     batch_size: int = option(32, "Rows per forward pass (native engine); Arrow batches are re-batched to this.")
     max_tokens: Optional[int] = option(
         None, "Cap on padded tokens per forward pass (batches sized by tokens, not rows); null = rows only."
-    )
-    partitions: Optional[int] = option(
-        None,
-        "Repartition the input into N partitions before scoring; null: raise to spark.default.parallelism if below.",
     )
     max_length: Optional[int] = option(
         None, "Tokens read per review; null = the length recorded with the model (its tokenizer's for older models)."
@@ -114,7 +113,6 @@ class ScoreSection:
 
     def validate(self, prefix: str) -> None:
         require(1 <= self.batch_size <= 4096, f"{prefix}batch_size", f"must be in [1, 4096], got {self.batch_size}")
-        require(self.partitions is None or self.partitions > 0, f"{prefix}partitions", "must be positive or null")
         require(self.max_tokens is None or self.max_tokens >= 8, f"{prefix}max_tokens", "must be >= 8 or null")
         require(self.max_length is None or self.max_length >= 8, f"{prefix}max_length", "must be >= 8 or null")
         require(
@@ -128,3 +126,17 @@ class ScoreSection:
             f"{prefix}bf16_min_agreement",
             f"must be in [0, 1], got {self.bf16_min_agreement}",
         )
+
+
+@dataclass(frozen=True)
+class ScoreSection(PredictorSection):
+    """The ``score`` section: the predictor's options and how the job spreads the input over tasks."""
+
+    partitions: Optional[int] = option(
+        None,
+        "Repartition the input into N partitions before scoring; null: raise to spark.default.parallelism if below.",
+    )
+
+    def validate(self, prefix: str) -> None:
+        super().validate(prefix)
+        require(self.partitions is None or self.partitions > 0, f"{prefix}partitions", "must be positive or null")

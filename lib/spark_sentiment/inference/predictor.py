@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import dataclasses
 import functools
 import json
 import os
@@ -22,6 +23,7 @@ from typing import Callable, Optional, Protocol
 import numpy as np
 import pandas as pd
 
+from ..config.sections import PredictorSection
 from ..core.errors import ModelError
 from ..model.compat import dtype_argument
 from ..model.window import Window, encode, pad, special_tokens
@@ -63,21 +65,18 @@ def _release_free_heap() -> None:
 
 
 @dataclass(frozen=True)
-class PredictorOptions:
-    """How a worker runs the model; part of the cache key."""
+class PredictorOptions(PredictorSection):
+    """How a worker runs the model: the ``score`` section's worker options (one list of fields and defaults,
+    :class:`~spark_sentiment.config.sections.PredictorSection`) and what the job decides beside them. Part of
+    the predictor cache key. ``device`` may also name one GPU (``cuda:<n>``)."""
 
-    batch_size: int = 32
-    max_tokens: int | None = None  # padded tokens per batch; None = rows only
-    max_length: int | None = None  # None: as recorded with the model
-    truncation: str | None = None  # head | tail | head_tail; None: as recorded
-    head_tokens: int | None = None
-    profile: str = "model"  # model | fast
-    threads: int | None = None
-    device: str = "auto"  # auto | cpu | cuda | cuda:<n>
-    precision: str = "auto"  # auto | fp32 | bf16 | fp16
-    bf16_min_agreement: float = 0.99  # auto on CPU: bf16 only for models whose recorded agreement reaches this
-    allow_pickle_weights: bool = False  # pickle can run code: only for trusted models
-    granularity: str = "review"  # review | sentence
+    allow_pickle_weights: bool = False  # pickle can run code: only for trusted models (model.allow_pickle_weights)
+
+    @classmethod
+    def of(cls, score: PredictorSection, allow_pickle_weights: bool = False) -> PredictorOptions:
+        """The options of a config's ``score`` section (scoring and evaluation jobs)."""
+        given = {field.name: getattr(score, field.name) for field in dataclasses.fields(PredictorSection)}
+        return cls(**given, allow_pickle_weights=allow_pickle_weights)
 
 
 SENTENCE_COLUMNS = (

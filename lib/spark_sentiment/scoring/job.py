@@ -19,8 +19,8 @@ from pyspark.sql import SparkSession
 from ..config.cli import packaged_config, run_job
 from ..core.session import is_local
 from ..inference.columns import added_columns, check_output_columns, label_columns
-from ..inference.engines import predictor_options, scoring_function
-from ..inference.predictor import Predictor, PredictorFactory
+from ..inference.engines import scoring_function
+from ..inference.predictor import Predictor, PredictorFactory, PredictorOptions
 from ..inference.text_policy import check_text_columns
 from ..io.delta import CommitTag, WriteResult, check_output, last_tag, retry_on_conflict, write_scored
 from ..io.fs import data_paths
@@ -68,7 +68,7 @@ def score_table(
     tracking.configure(cfg.mlflow, local=is_local(spark))
     resolved = resolve_model(cfg.model.uri)  # fails before any data is read
     log.info("model %s resolved to %s", cfg.model.uri, resolved.uri)
-    options = predictor_options(cfg.score, cfg.model.allow_pickle_weights)
+    options = PredictorOptions.of(cfg.score, cfg.model.allow_pickle_weights)
     score = scoring_function(spark, resolved, cfg.engine, options, factory)  # loads the model once on the driver
     reference = reference_distribution(resolved)
     log.info("model %s packaged and load-tested", resolved.label)

@@ -26,7 +26,8 @@ from ..core.names import quote
 from ..core.redaction import config_params
 from ..core.session import is_local
 from ..inference.columns import label_column, label_columns, probabilities_column, score_column
-from ..inference.engines import checked_package, predictor_options, scoring_function
+from ..inference.engines import checked_package, scoring_function
+from ..inference.predictor import PredictorOptions
 from ..io.tables import read_pandas, read_spark, require_columns, resolve_source
 from ..model import tracking
 from ..model.registry import ResolvedModel, resolve_model
@@ -103,7 +104,7 @@ def evaluate_model(
     spark: SparkSession, rows: DataFrame, model: ResolvedModel, cfg: EvaluateJobConfig, role: str
 ) -> dict[str, Any]:
     """Score ``rows`` with ``model``, compute metrics, log them and the plots to a nested MLflow run."""
-    options = predictor_options(cfg.score)
+    options = PredictorOptions.of(cfg.score)
     package = checked_package(model)
     labels = [name for _, name in sorted(package.id2label.items())]
     score = scoring_function(spark, model, cfg.engine, options)
