@@ -14,57 +14,36 @@ byte never fails a task; the stored text is left as it was.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 from pyspark import Accumulator
 from pyspark.sql import Column, SparkSession
 from pyspark.sql import functions as F
 
-from ..config.sections import ScoreSection
 from ..core.errors import ModelError
 from ..model import compat
 from ..model.registry import ResolvedModel
-from .live import Address, shared_listener
+from .live import shared_listener
 from .package import ModelPackage, build_package, ship, verify
 from .predictor import Predictor, PredictorFactory, PredictorOptions, resolve_window
 from .text_policy import scorable
-from .worker import RESULT_TYPE, ChoicesParam, native_udf
+from .worker import RESULT_TYPE, ChoicesParam, Reports, native_udf
 
-__all__ = ["RESULT_TYPE", "ScoreFn", "native_udf", "scoring_function", "shipped_native_udf"]
+__all__ = ["RESULT_TYPE", "Reports", "ScoreFn", "native_udf", "scoring_function", "shipped_native_udf"]
 
 
 @dataclass(frozen=True)
 class ScoreFn:
-    """A text column -> the engine's result struct (:func:`.worker.result_type` of ``granularity``), and what
-    the native engine reports back where it can: ``rows``, texts done (at task end), ``live``, where running
-    tasks send texts done, and ``choices``, the precision each kind of worker chose."""
+    """A text column -> the engine's result struct (:func:`.worker.result_type` of ``granularity``), and where
+    the native engine's tasks report texts done and precision choices (:class:`.worker.Reports`; empty for
+    the mlflow engine and under Spark Connect)."""
 
     apply: Callable[[Column], Column]
     granularity: str = "review"
-    rows: Accumulator | None = None
-    live: Address | None = None
-    choices: Accumulator | None = None
+    reports: Reports = Reports()
 
     def __call__(self, column: Column) -> Column:
         return self.apply(column)
-
-
-def predictor_options(score: ScoreSection, allow_pickle_weights: bool = False) -> PredictorOptions:
-    """How workers run the model, from the ``score`` config section (scoring and evaluation jobs)."""
-    return PredictorOptions(
-        batch_size=score.batch_size,
-        max_tokens=score.max_tokens,
-        max_length=score.max_length,
-        truncation=score.truncation,
-        head_tokens=score.head_tokens,
-        profile=score.profile,
-        threads=score.threads,
-        device=score.device,
-        precision=score.precision,
-        bf16_min_agreement=score.bf16_min_agreement,
-        allow_pickle_weights=allow_pickle_weights,
-        granularity=score.granularity,
-    )
 
 
 def checked_package(resolved: ResolvedModel, allow_pickle_weights: bool = False) -> ModelPackage:
@@ -77,19 +56,24 @@ def checked_package(resolved: ResolvedModel, allow_pickle_weights: bool = False)
 
 def shipped_native_udf(
     spark: SparkSession, resolved: ResolvedModel, options: PredictorOptions, factory: PredictorFactory = Predictor
-):
-    """Package ``resolved`` once on the driver, ship it to the executors, and return the native UDF."""
+) -> tuple[Any, Reports]:
+    """Package ``resolved`` once on the driver, ship it to the executors; the native UDF and where its tasks
+    report."""
     package = checked_package(resolved, options.allow_pickle_weights)
     ship(spark, package)
+    reports = task_reports(spark)
+    return native_udf(package.archive_name, options, factory, reports), reports
+
+
+def task_reports(spark: SparkSession) -> Reports:
+    """Accumulators and the live listener for this session's tasks; none under Spark Connect (no
+    accumulators there, and the workers cannot reach the client)."""
     context = spark_context(spark)
-    if context is None:  # Spark Connect: no accumulators, and the workers cannot reach this client
-        return native_udf(package.archive_name, options, factory)
+    if context is None:
+        return Reports()
     conf = context.getConf()
     listener = shared_listener(conf.get("spark.driver.host") or "localhost", conf.get("spark.driver.bindAddress"))
-    return native_udf(
-        package.archive_name,
-        options,
-        factory,
+    return Reports(
         rows=context.accumulator(0),
         live=listener.address if listener is not None else None,
         choices=context.accumulator({}, ChoicesParam()),
@@ -189,14 +173,13 @@ def scoring_function(
                 "MLflow's pyfunc, one label per text)"
             )
         package = checked_package(resolved, options.allow_pickle_weights)  # same weight policy for both engines
-        raw = mlflow_udf(spark, resolved, package, options)
+        raw, reports = mlflow_udf(spark, resolved, package, options), Reports()
     else:
-        raw = shipped_native_udf(spark, resolved, options, factory)
+        raw, reports = shipped_native_udf(spark, resolved, options, factory)
 
     def score(column: Column) -> Column:
         # Spark 4 replaces invalid UTF-8 bytes; Spark 3.5 has no such function (its strings pass as they are).
         text = F.make_valid_utf8(column) if hasattr(F, "make_valid_utf8") else column
         return F.when(scorable(text), raw(text))
 
-    reported = {name: getattr(raw, name, None) for name in ("rows", "live", "choices")}
-    return ScoreFn(score, options.granularity, **reported)
+    return ScoreFn(score, options.granularity, reports)

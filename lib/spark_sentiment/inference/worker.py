@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 import inspect
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Iterator
 
 import pandas as pd
@@ -121,21 +121,31 @@ def _reports_progress(kind: type) -> bool:
     return "progress" in inspect.signature(kind.predict).parameters
 
 
+@dataclass(frozen=True)
+class Reports:
+    """Where the native UDF's tasks report to the driver (each optional; none under Spark Connect, where the
+    client has no SparkContext and the workers cannot reach it): ``rows``, an accumulator of the texts scored
+    (a retried task counts twice, so it is a progress figure, not a result), ``live``, where running tasks send
+    the texts done (:mod:`.live`), and ``choices``, an accumulator of the precision each worker chose
+    (:class:`ChoicesParam`)."""
+
+    rows: Accumulator | None = None
+    live: Address | None = None
+    choices: Accumulator | None = None
+
+
 def native_udf(
     archive_name: str,
     options: PredictorOptions,
     factory: PredictorFactory = Predictor,
-    rows: Accumulator | None = None,
-    live: Address | None = None,
-    choices: Accumulator | None = None,
+    reports: Reports = Reports(),
 ):
     """The native engine's pandas UDF over the package shipped as ``archive_name``. Its closure holds only
     small, picklable values: that name, the options, the factory (a module-level callable, pickled by
-    reference), ``rows``, an accumulator of the texts scored (a retried task counts twice, so it is a
-    progress figure, not a result), ``live``, where to send the texts done while the task runs
-    (:mod:`.live`), and ``choices``, an accumulator of the precision each worker chose (:class:`ChoicesParam`)."""
+    reference) and ``reports``."""
 
     granularity = options.granularity
+    rows, live, choices = reports.rows, reports.live, reports.choices
 
     @pandas_udf(result_type(granularity))  # type: ignore[call-overload]
     def predict(batches: Iterator[pd.Series]) -> Iterator[pd.DataFrame]:
@@ -159,7 +169,4 @@ def native_udf(
             if reporter is not None:
                 reporter.close()
 
-    predict.rows = rows  # type: ignore[attr-defined]  # the driver reads the counts here
-    predict.live = live  # type: ignore[attr-defined]
-    predict.choices = choices  # type: ignore[attr-defined]
     return predict

@@ -31,6 +31,7 @@ from typing import Any, Iterator
 from pyspark.sql import SparkSession
 
 from ..inference.live import listener_for
+from ..inference.worker import Reports
 
 log = logging.getLogger(__name__)
 
@@ -76,8 +77,9 @@ class Counters:
     per_row: int = 1  # texts per row: one per text column
 
     @classmethod
-    def of(cls, score, per_row: int) -> "Counters":
-        return cls(getattr(score, "rows", None), getattr(score, "live", None), per_row)
+    def of(cls, reports: Reports, per_row: int) -> Counters:
+        """The counters of a scoring function's :class:`~spark_sentiment.inference.worker.Reports`."""
+        return cls(reports.rows, reports.live, per_row)
 
 
 def _tasks(tracker, group: str, listener) -> tuple[int, int, int, int, set[int]]:

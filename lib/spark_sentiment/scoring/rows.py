@@ -51,7 +51,7 @@ def score_rows(
         scored = label_columns(source, score, model_label, text_columns)
         # A persisted plan is not enough: Delta's MERGE re-plans its source and missed the cache (3,000 rows
         # were scored twice). A checkpoint cuts the lineage, so the write cannot re-run the model.
-        counters = Counters.of(score, len(text_columns))
+        counters = Counters.of(score.reports, len(text_columns))
         with watch(df.sparkSession, what, progress_seconds, counters, total_rows) as samples:
             scored = scored.localCheckpoint(eager=True)
     finally:
@@ -63,7 +63,7 @@ def score_rows(
 def precision_of(score: ScoreFn) -> tuple[dict, ...]:
     """The precision each kind of worker chose, with the probe's rows/s (native engine; empty where the
     engine makes no choice or its accumulator is out of reach, as under Spark Connect)."""
-    choices = getattr(score, "choices", None)
+    choices = score.reports.choices
     if choices is None:
         return ()
     return tuple(sorted(choices.value.values(), key=lambda record: -record["tasks"]))
