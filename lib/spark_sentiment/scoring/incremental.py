@@ -23,15 +23,9 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from ..core.names import quote
-from ..inference.engines import ScoreFn
-from ..io.delta import CommitTag, WriteResult, last_tag, read_target, target_exists, write_scored
+from ..io.delta import WriteResult, last_tag, read_target, target_exists
 from ..io.snapshot import Snapshot
-from ..io.tables import TableRef
-from ..model.registry import ResolvedModel
-from .config import ScoreJobConfig
-from .hooks import WriteHooks, write_through
-from .rows import score_rows
-from .schema import add_missing_columns
+from .run import ScoringRun
 from .stats import RunStats
 
 log = logging.getLogger(__name__)
@@ -87,8 +81,8 @@ def _changed_keys(table: Snapshot, start: int, keys: list[str]) -> DataFrame | N
 
 
 def plan_incremental(
-    table: Snapshot,
-    snapshot: DataFrame,
+    snapshot: Snapshot,
+    rows: DataFrame,
     output: DataFrame | None,
     previous: dict[str, Any] | None,
     keys: list[str],
@@ -101,8 +95,8 @@ def plan_incremental(
 
     Parameters
     ----------
-    table, snapshot
-        The input and its rows at the pinned version.
+    snapshot, rows
+        The input pinned to one version, and its rows at that version.
     output
         The current output table, or None on the first run.
     previous
@@ -111,22 +105,22 @@ def plan_incremental(
     """
     previous_version = previous.get("source_version") if previous else None
     if output is None:
-        return Plan("initial", snapshot, None, None)
+        return Plan("initial", rows, None, None)
     if previous is not None and previous.get("granularity", "review") != granularity:
         # every row gets the columns of the new granularity (an unchanged row would keep nulls there)
-        _, gone = _key_comparison(snapshot, output, keys, model, rescore, deletes)
-        return Plan("granularity_change", snapshot, gone, previous_version)
+        _, gone = _key_comparison(rows, output, keys, model, rescore, deletes)
+        return Plan("granularity_change", rows, gone, previous_version)
     model_changed = previous is not None and previous.get("model") != model and rescore == "on_model_change"
-    if previous_version is not None and table.version is not None and not model_changed:
-        if previous_version == table.version:
+    if previous_version is not None and snapshot.version is not None and not model_changed:
+        if previous_version == snapshot.version:
             return Plan("up_to_date", None, None, previous_version)
-        if table.change_data_feed and previous_version < table.version:
-            touched = _changed_keys(table, previous_version + 1, keys)
+        if snapshot.change_data_feed and previous_version < snapshot.version:
+            touched = _changed_keys(snapshot, previous_version + 1, keys)
             if touched is not None:
-                upserts = snapshot.join(touched, keys, "left_semi")
-                gone = touched.join(snapshot.select(*[quote(k) for k in keys]), keys, "left_anti")
+                upserts = rows.join(touched, keys, "left_semi")
+                gone = touched.join(rows.select(*[quote(k) for k in keys]), keys, "left_anti")
                 return Plan("change_data_feed", upserts, gone if deletes == "delete" else None, previous_version)
-    upserts, gone = _key_comparison(snapshot, output, keys, model, rescore, deletes)
+    upserts, gone = _key_comparison(rows, output, keys, model, rescore, deletes)
     return Plan("key_comparison", upserts, gone, previous_version)
 
 
@@ -148,19 +142,11 @@ def txn_version(previous: dict[str, Any] | None) -> int:
     return max(last + 1, int(time.time() * 1000))
 
 
-def run_incremental(
-    cfg: ScoreJobConfig,
-    table: Snapshot,
-    score: ScoreFn,
-    resolved: ResolvedModel,
-    target: TableRef,
-    app_id: str,
-    hooks: WriteHooks,
-) -> Outcome:
+def run_incremental(run: ScoringRun) -> Outcome:
     """Plan, score and write one incremental run (the caller re-runs it from scratch after a conflict)."""
-    spark = table.spark
+    spark, cfg, table, target = run.spark, run.cfg, run.table, run.target
     exists = target_exists(spark, target)  # looked up again on every attempt: a racing writer may create it
-    previous = last_tag(spark, target, app_id, exists=exists)
+    previous = last_tag(spark, target, run.app_id, exists=exists)
     output = read_target(spark, target) if exists else None
     keys = cfg.input.key_columns
     plan = plan_incremental(
@@ -169,31 +155,19 @@ def run_incremental(
         output,
         previous,
         keys,
-        resolved.label,
+        run.model.label,
         cfg.output.rescore,
         cfg.output.deletes,
-        score.granularity,
+        run.score.granularity,
     )
     if plan.upserts is None:
         return Outcome(plan.method, plan.previous_version)
     deletes = plan.deletes.localCheckpoint(eager=True) if plan.deletes is not None else None
     to_delete = deletes.count() if deletes is not None else 0
-    scored, stats = score_rows(
-        plan.upserts,
-        score,
-        resolved.label,
-        cfg.input.text_columns,
-        cfg.score.partitions,
-        cfg.progress_seconds,
-        f"scoring {table.describe()} ({plan.method})",
-    )
+    scored, stats = run.score_rows(plan.upserts, f"scoring {table.describe()} ({plan.method})")
     log.info("%s: %d rows scored, %d keys to delete (%s)", table.describe(), stats.rows, to_delete, plan.method)
     if stats.rows == 0 and to_delete == 0:
         return Outcome(plan.method, plan.previous_version, stats)
-    state = {"mode": "incremental", "source_version": table.version, "model": resolved.label}
-    state["granularity"] = score.granularity
-    tag = CommitTag(app_id, txn_version(previous), state)
-    gone = deletes if to_delete else None
-    add_missing_columns(spark, target, scored.schema, cfg)
-    write = write_through(hooks, target, lambda: write_scored(scored, target, "incremental", keys, tag, gone))
+    tag = run.tag(txn_version(previous), mode="incremental", source_version=table.version)
+    write = run.write(scored, "incremental", tag, deletes if to_delete else None)
     return Outcome(plan.method, plan.previous_version, stats, write)

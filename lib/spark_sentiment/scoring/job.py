@@ -22,22 +22,21 @@ from ..inference.columns import added_columns, check_output_columns, label_colum
 from ..inference.engines import scoring_function
 from ..inference.predictor import Predictor, PredictorFactory, PredictorOptions
 from ..inference.text_policy import check_text_columns
-from ..io.delta import CommitTag, WriteResult, check_output, last_tag, retry_on_conflict, write_scored
+from ..io.delta import check_output
 from ..io.fs import data_paths
-from ..io.snapshot import check_keys, open_input
+from ..io.snapshot import open_input
 from ..io.tables import TableRef, require_columns
 from ..model import tracking
 from ..model.registry import resolve_model
 from ..monitoring.drift import reference_distribution
 from .config import ScoreJobConfig
-from .hooks import WriteHooks, write_through
-from .incremental import run_incremental
+from .hooks import WriteHooks
+from .modes import MODES, ModeOutcome
 from .report import add_stats, log_run
 from .result import ScoreSummary
-from .rows import precision_of, score_rows
-from .schema import add_missing_columns, planned_columns
-from .stats import RunStats
-from .stream import StreamOutcome, run_stream
+from .run import ScoringRun
+from .schema import planned_columns
+from .stream import StreamOutcome
 
 log = logging.getLogger(__name__)
 DESCRIPTION = "Label review text in a Delta table."
@@ -100,70 +99,29 @@ def score_table(
         batch_id=cfg.output.batch_id,
         columns_added=added,
     )
+    run = ScoringRun(spark, cfg, table, score, resolved, target, summary.app_id, hooks)
+    outcome = MODES[cfg.output.mode](run, existed)
+    complete(summary, outcome, cfg, reference)
+    summary.seconds = round(time.perf_counter() - started, 2)
+    rows = summary.rows_in
+    summary.rows_per_second = round(rows / summary.seconds, 2) if rows and summary.seconds > 0 else None
+    log_run(cfg, summary, outcome.stats.progress if outcome.stats else ())
+    return summary
 
-    def finish(stats: RunStats | None = None, write: WriteResult | None = None, attempts: int | None = None):
-        add_stats(summary, cfg, stats, reference)
-        if write is not None:
-            summary.status = "succeeded" if write.committed else "skipped"
-            summary.output_version = write.version
-            summary.rows_inserted, summary.rows_updated = write.rows_inserted, write.rows_updated
-            summary.rows_deleted = write.rows_deleted
-            log.info("wrote %s (%s), Delta version %s", target.describe(), cfg.output.mode, write.version)
-        summary.write_attempts = attempts
-        summary.seconds = round(time.perf_counter() - started, 2)
-        rows = summary.rows_in
-        summary.rows_per_second = round(rows / summary.seconds, 2) if rows and summary.seconds > 0 else None
-        log_run(cfg, summary, stats.progress if stats else ())
-        return summary
 
-    if cfg.output.mode == "stream":
-        outcome = run_stream(spark, cfg, table, score, resolved, target, summary.app_id, hooks)
-        stream_summary(summary, outcome, cfg)
-        summary.precision = [dict(record) for record in precision_of(score)]  # over all micro-batches
-        return finish()
-
-    previous = last_tag(spark, target, summary.app_id, exists=existed)
-    committed_batch = previous.get("txn_version") if previous else None
-    if cfg.output.batch_id is not None and committed_batch is not None and int(committed_batch) >= cfg.output.batch_id:
-        log.info(
-            "batch %s already committed to %s (version %s); skipping",
-            cfg.output.batch_id,
-            target.describe(),
-            previous["version"],
-        )
-        summary.status, summary.output_version = "skipped", previous["version"]
-        return finish()
-    if df.isEmpty():
-        log.warning("%s has no rows: nothing scored, %s left as it is", where, target.describe())
-        summary.status = "empty_input"
-        return finish()
-    if cfg.output.mode in ("merge", "incremental"):
-        check_keys(df, cfg.input.key_columns, where)
-    what = f"writing {target.describe()}"
-    if cfg.output.mode == "incremental":
-        once = lambda: run_incremental(cfg, table, score, resolved, target, summary.app_id, hooks)  # noqa: E731
-        outcome, attempts = retry_on_conflict(what, once, cfg.output.max_retries)
+def complete(summary: ScoreSummary, outcome: ModeOutcome, cfg: ScoreJobConfig, reference: dict | None) -> None:
+    """The summary's outcome fields from what the write mode did."""
+    summary.status, summary.output_version = outcome.status, outcome.output_version
+    summary.write_attempts = outcome.attempts
+    if outcome.method is not None:
         summary.method, summary.previous_input_version = outcome.method, outcome.previous_input_version
-        if outcome.write is None:
-            summary.status = "up_to_date"
-            return finish(outcome.stats, attempts=attempts)
-        return finish(outcome.stats, outcome.write, attempts)
-    columns, partitions = cfg.input.text_columns, cfg.score.partitions
-    what = f"scoring {where}"
-    scored, stats = score_rows(df, score, resolved.label, columns, partitions, cfg.progress_seconds, what)
-    log.info("scored %d rows of %s with engine %s", stats.rows, where, cfg.engine)
-    state = {"mode": cfg.output.mode, "source_version": table.version, "model": resolved.label}
-    state["granularity"] = score.granularity
-    tag = CommitTag(summary.app_id, cfg.output.batch_id, state)
-
-    def attempt() -> WriteResult:
-        add_missing_columns(spark, target, scored.schema, cfg)
-        return write_through(
-            hooks, target, lambda: write_scored(scored, target, cfg.output.mode, cfg.input.key_columns, tag)
-        )
-
-    write, attempts = retry_on_conflict(what, attempt, cfg.output.max_retries)
-    return finish(stats, write, attempts)
+    add_stats(summary, cfg, outcome.stats, reference)
+    if outcome.write is not None:
+        write = outcome.write
+        summary.rows_inserted, summary.rows_updated = write.rows_inserted, write.rows_updated
+        summary.rows_deleted = write.rows_deleted
+    if outcome.stream is not None:
+        stream_summary(summary, outcome.stream, cfg)
 
 
 def default_app_id(spark: SparkSession, cfg: ScoreJobConfig, where: str) -> str:
@@ -174,16 +132,15 @@ def default_app_id(spark: SparkSession, cfg: ScoreJobConfig, where: str) -> str:
 
 
 def stream_summary(summary: ScoreSummary, outcome: StreamOutcome, cfg: ScoreJobConfig) -> None:
-    """The summary of a streaming run: totals over its micro-batches and each micro-batch's record."""
-    committed = [b for b in outcome.batches if b.status == "committed"]
-    summary.status = "succeeded" if committed else "up_to_date"
+    """The summary of a streaming run: totals over its micro-batches, each micro-batch's record, and the
+    precision each kind of worker chose over all of them."""
     summary.rows_in = outcome.rows
     summary.label_counts = outcome.label_counts()
     summary.rows_scored = sum(sum(counts.values()) for counts in summary.label_counts.values())
     summary.null_texts = outcome.rows * len(cfg.input.text_columns) - summary.rows_scored
     summary.rows_deleted = sum(b.deleted_keys for b in outcome.batches)
-    summary.output_version = committed[-1].output_version if committed else None
     summary.stream = outcome.as_dict(cfg)
+    summary.precision = [dict(record) for record in outcome.precision]
 
 
 def main(

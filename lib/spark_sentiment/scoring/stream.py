@@ -30,16 +30,13 @@ from pyspark.sql import functions as F
 
 from ..core.errors import ConfigError, DataError
 from ..core.names import quote
-from ..inference.engines import ScoreFn
-from ..io.delta import CommitTag, WriteResult, last_tag, retry_on_conflict, write_scored
+from ..io.delta import retry_on_conflict
 from ..io.fs import data_paths, join
 from ..io.snapshot import Snapshot, check_keys
 from ..io.tables import TableRef
-from ..model.registry import ResolvedModel
 from .config import ScoreJobConfig
-from .hooks import WriteHooks, write_through
-from .rows import score_rows
-from .schema import add_missing_columns
+from .rows import precision_of
+from .run import ScoringRun
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +63,7 @@ class StreamOutcome:
     batches: list[BatchRecord]
     query_id: str | None
     seconds: float  # from the query's start to its end
+    precision: tuple[dict, ...] = ()  # the precision each kind of worker chose, over all micro-batches
 
     @property
     def rows(self) -> int:
@@ -198,91 +196,23 @@ def _offset_versions(progress: dict[str, Any]) -> list[int] | None:
     return None
 
 
-def run_stream(
-    spark: SparkSession,
-    cfg: ScoreJobConfig,
-    table: Snapshot,
-    score: ScoreFn,
-    resolved: ResolvedModel,
-    target: TableRef,
-    app_id: str,
-    hooks: WriteHooks,
-) -> StreamOutcome:
+def run_stream(run: ScoringRun) -> StreamOutcome:
     """Start the query, wait for it (available_now: until the input is caught up; processing_time: until
     ``stream.run_seconds`` or the job is stopped) and return what each micro-batch did."""
+    spark, cfg, table, target = run.spark, run.cfg, run.table, run.target
     new_checkpoint = check_stream(spark, cfg, table, target)
     checkpoint = str(cfg.stream.checkpoint)
     if new_checkpoint:
         data_paths(spark).write_text(join(checkpoint, MARKER_FILE), json.dumps(stream_marker(cfg, table, target)))
-    keys, columns = list(cfg.input.key_columns), list(cfg.input.text_columns)
     records: list[BatchRecord] = []
     failures: list[BaseException] = []
 
     def process(batch: DataFrame, batch_id: int) -> None:
         try:
-            records.append(score_batch(batch, batch_id))
+            records.append(score_micro_batch(run, batch, batch_id))
         except BaseException as exc:  # kept to re-raise as it was; Spark wraps it in a StreamingQueryException
             failures.append(exc)
             raise
-
-    def score_batch(batch: DataFrame, batch_id: int) -> BatchRecord:
-        started = time.perf_counter()
-        previous = last_tag(spark, target, app_id)
-        if previous and previous.get("txn_version") is not None and int(previous["txn_version"]) >= batch_id:
-            log.info(
-                "micro-batch %d already committed to %s (version %s); skipped",
-                batch_id,
-                target.describe(),
-                previous["version"],
-            )
-            return BatchRecord(batch_id, "skipped", output_version=previous.get("version"))
-        versions = None
-        if cfg.stream.change_data_feed:
-            span = batch.agg(F.min("_commit_version").alias("lo"), F.max("_commit_version").alias("hi")).first()
-            versions = [int(span["lo"]), int(span["hi"])] if span["lo"] is not None else None
-            upserts, deletes = split_changes(batch, keys)
-            deletes = deletes.localCheckpoint(eager=True)  # keys only: read once, however MERGE plans
-        else:
-            upserts, deletes = batch, None
-            if cfg.stream.write == "merge":  # MERGE upserts each key once: a repeated key is refused by name
-                check_keys(upserts, keys, f"micro-batch {batch_id} of {table.describe()}")
-        what = f"stream micro-batch {batch_id} of {table.describe()}"
-        scored, stats = score_rows(
-            upserts, score, resolved.label, columns, cfg.score.partitions, cfg.progress_seconds, what
-        )
-        deleted = deletes.count() if deletes is not None else 0
-        if stats.rows == 0 and deleted == 0:
-            seconds = round(time.perf_counter() - started, 2)
-            return BatchRecord(batch_id, "empty", input_versions=versions, seconds=seconds)
-        state = {"mode": "stream", "write": cfg.stream.write, "model": resolved.label, "input_versions": versions}
-        state["granularity"] = score.granularity
-        tag = CommitTag(app_id, batch_id, state)
-        write_mode = "merge" if cfg.stream.write == "merge" else "append"
-
-        def attempt() -> WriteResult:
-            add_missing_columns(spark, target, scored.schema, cfg)
-            return write_through(hooks, target, lambda: write_scored(scored, target, write_mode, keys, tag, deletes))
-
-        write, _ = retry_on_conflict(f"writing {target.describe()}", attempt, cfg.output.max_retries)
-        counts = {c: dict(s.label_counts) for c, s in stats.columns.items()}
-        log.info(
-            "micro-batch %d: %d rows scored, %d keys deleted, %s version %s",
-            batch_id,
-            stats.rows,
-            deleted,
-            target.describe(),
-            write.version,
-        )
-        return BatchRecord(
-            batch_id,
-            "committed" if write.committed else "skipped",
-            rows=stats.rows,
-            deleted_keys=deleted,
-            label_counts=counts,
-            input_versions=versions,
-            output_version=write.version,
-            seconds=round(time.perf_counter() - started, 2),
-        )
 
     reader = spark.readStream.format("delta")
     if cfg.stream.change_data_feed:
@@ -299,7 +229,7 @@ def run_stream(
     else:
         writer = writer.trigger(processingTime=cfg.stream.interval)
     started = time.monotonic()
-    query = writer.queryName(f"spark-sentiment {app_id}"[:200]).start()
+    query = writer.queryName(f"spark-sentiment {run.app_id}"[:200]).start()
     try:
         _await(query, cfg, started, records)
     except Exception as exc:
@@ -313,7 +243,61 @@ def run_stream(
     for record in records:
         if record.input_versions is None and record.batch_id in by_batch:
             record.input_versions = _offset_versions(by_batch[record.batch_id])
-    return StreamOutcome(records, str(query.id), time.monotonic() - started)
+    return StreamOutcome(records, str(query.id), time.monotonic() - started, precision_of(run.score))
+
+
+def score_micro_batch(run: ScoringRun, batch: DataFrame, batch_id: int) -> BatchRecord:
+    """Score one micro-batch and write it in one commit tagged with its id; skipped when a killed run had
+    committed it already (replayed after a restart)."""
+    started = time.perf_counter()
+    cfg, target, keys = run.cfg, run.target, list(run.cfg.input.key_columns)
+    previous = run.already_committed(batch_id)
+    if previous is not None:
+        log.info(
+            "micro-batch %d already committed to %s (version %s); skipped",
+            batch_id,
+            target.describe(),
+            previous["version"],
+        )
+        return BatchRecord(batch_id, "skipped", output_version=previous.get("version"))
+    versions = None
+    if cfg.stream.change_data_feed:
+        span = batch.agg(F.min("_commit_version").alias("lo"), F.max("_commit_version").alias("hi")).first()
+        versions = [int(span["lo"]), int(span["hi"])] if span["lo"] is not None else None
+        upserts, deletes = split_changes(batch, keys)
+        deletes = deletes.localCheckpoint(eager=True)  # keys only: read once, however MERGE plans
+    else:
+        upserts, deletes = batch, None
+        if cfg.stream.write == "merge":  # MERGE upserts each key once: a repeated key is refused by name
+            check_keys(upserts, keys, f"micro-batch {batch_id} of {run.table.describe()}")
+    scored, stats = run.score_rows(upserts, f"stream micro-batch {batch_id} of {run.table.describe()}")
+    deleted = deletes.count() if deletes is not None else 0
+    if stats.rows == 0 and deleted == 0:
+        seconds = round(time.perf_counter() - started, 2)
+        return BatchRecord(batch_id, "empty", input_versions=versions, seconds=seconds)
+    tag = run.tag(batch_id, mode="stream", write=cfg.stream.write, input_versions=versions)
+    write_mode = "merge" if cfg.stream.write == "merge" else "append"
+    attempt = lambda: run.write(scored, write_mode, tag, deletes)  # noqa: E731
+    write, _ = retry_on_conflict(f"writing {target.describe()}", attempt, cfg.output.max_retries)
+    counts = {c: dict(s.label_counts) for c, s in stats.columns.items()}
+    log.info(
+        "micro-batch %d: %d rows scored, %d keys deleted, %s version %s",
+        batch_id,
+        stats.rows,
+        deleted,
+        target.describe(),
+        write.version,
+    )
+    return BatchRecord(
+        batch_id,
+        "committed" if write.committed else "skipped",
+        rows=stats.rows,
+        deleted_keys=deleted,
+        label_counts=counts,
+        input_versions=versions,
+        output_version=write.version,
+        seconds=round(time.perf_counter() - started, 2),
+    )
 
 
 def _as_dict(progress: Any) -> dict[str, Any]:
