@@ -1,6 +1,6 @@
 """Pack IMDB train/test for a GPU box that can receive little data (the device tool carries 64 MiB a call).
 
-Writes ``train.txt.xz`` and ``test.txt.xz`` (texts joined by NUL, xz -9e: ~9 MB each instead of 10.5 MB
+Writes ``train.txt.xz`` and ``test.txt.xz`` (texts joined by NUL, xz -9e: ~9 MB each, smaller than the
 Parquet) and ``labels.npz`` (labels plus the row indices of the seed recipe's 3,000 train / 300 eval rows).
 ``benchmarks/gpu_train.py --bundle DIR`` reads it.
 

@@ -86,9 +86,9 @@ def pytest_collection_modifyitems(config, items):
 def out_of_process_started(request) -> None:
     """Starts the background processes of the selected tests that check them (``tests/out_of_process.py``)
     before the first test, so that they run while the in-process tests do. The MiniLM fine-tune, if a
-    selected test needs it, comes first: its trainer's threads wait for each other at every step, and
-    beside the background processes it took 139 s instead of 49. Under pytest-xdist a worker does not know
-    which tests it will get: there each fixture starts when its first test asks for it."""
+    selected test needs it, comes first: its trainer's threads wait for each other at every step, which the
+    background processes' load would stall (docs/performance.md#test-suite-settings). Under pytest-xdist a
+    worker does not know which tests it will get: there each fixture starts when its first test asks for it."""
     if os.environ.get("PYTEST_XDIST_WORKER"):
         return
     from out_of_process import FIXTURES
@@ -147,15 +147,12 @@ def kill_group(proc: subprocess.Popen) -> None:
 
 
 # Spark and Delta tuned for tables of a few rows (as Delta's own test suites do): the log's state is
-# rebuilt in one partition instead of 50, adaptive execution plans no extra jobs, and a shuffle has 2
-# partitions, not 200 (without adaptive execution nothing would coalesce them). Nothing the jobs do
-# changes; a score_table call on 6 rows takes ~2.5 s instead of ~4.5 s (MERGE with deletes 5 s, not 12 s),
-# and a job process of the fault tests 32 s instead of 50 s. Expressions and plans are interpreted, not
-# compiled to Java (Spark's codegen and its interpreted fallback compute the same rows; Spark's own suites
-# run both): on rows this few, compiling each query's generated classes and then JIT-compiling them cost
-# more than they save (async-profiler on the session JVM: C2 compiler threads 31% of its CPU while scoring;
-# 24 small score_table runs 45.6 -> 40.5 s; the suite 775 -> 697 s). The test session, the job processes,
-# the cluster's submits and the Connect server all run with it.
+# rebuilt in one partition, adaptive execution plans no extra jobs, and a shuffle has 2 partitions, not 200
+# (without adaptive execution nothing would coalesce them). Nothing the jobs do changes. Expressions and
+# plans are interpreted, not compiled to Java (Spark's codegen and its interpreted fallback compute the same
+# rows; Spark's own suites run both): on rows this few, compiling each query's generated classes and then
+# JIT-compiling them costs more than it saves. The test session, the job processes, the cluster's submits,
+# the Connect server and the runtime matrix all run with it; figures: docs/performance.md#test-suite-settings.
 SMALL_DATA_CONF = {
     "spark.databricks.delta.snapshotPartitions": "1",
     "spark.sql.adaptive.enabled": "false",
@@ -229,8 +226,7 @@ def spark(project_dir, s3_endpoint, tmp_path_factory):
         session = start_session(project_dir, s3_endpoint)
     # Every JVM the tests start from now on (job processes, spark-submit drivers, the cluster's master,
     # workers and executors, the Connect server) lives for seconds to a minute: the C1 JIT alone and the
-    # serial collector spend less of the two cores on compiling and collecting than the defaults
-    # (measured: the cluster module 208 s against 235-248 s).
+    # serial collector spend less of the two cores on compiling and collecting than the defaults.
     os.environ["JAVA_TOOL_OPTIONS"] = f"{classes} {SHORT_LIVED_JVM} {given}".strip()
     # Their scratch folders (shipped files, shuffle blocks) go under this run's pytest folder, not /tmp: a
     # process the tests SIGKILL leaves its folder behind, and pytest keeps only the last few runs.
@@ -241,9 +237,9 @@ def spark(project_dir, s3_endpoint, tmp_path_factory):
 
 SHORT_LIVED_JVM = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"
 # This session's JVM runs ~1,000 different small queries in ten minutes; with the defaults a third of its
-# CPU went to the C2 compiler and a tenth to G1's concurrent threads. Compiling only what is three times
-# hotter and the parallel collector: 253 -> 196 CPU-s for the scoring, incremental and table-features
-# modules, with no slower queries (C1 alone was slower: 296 s against 252 s, its code cache swept busily).
+# CPU goes to the C2 compiler and a tenth to G1's concurrent threads. Compiling only what is three times
+# hotter, and the parallel collector, keep the CPU for the queries (C1 alone is slower here: its code cache
+# is swept busily).
 SESSION_JVM = "-XX:+UseParallelGC -XX:CompileThresholdScaling=3"
 
 
@@ -316,7 +312,7 @@ def minilm_model(spark) -> dict:
 
 def cpu_has_bf16() -> bool:
     """Whether this CPU computes bf16 natively (AVX512-BF16/AMX): there bf16 autocast trains MiniLM ~1.3x
-    faster (0.78 -> 0.60 s a step of 16 x 96 tokens on the 2-core Zen 4 CI machine) and the fixture's model
+    faster (docs/performance.md#test-suite-settings) and the fixture's model
     scored the same (0.775 accuracy on its 200 held-out reviews, fp32 and bf16 alike); elsewhere it would be
     emulated and slower, so fp32."""
     import torch

@@ -2,13 +2,12 @@
 
 Every JVM of a run -- the test session's, and the ~15 short-lived ones of the fault, race, cluster and
 Spark Connect tests -- loads the same ~20,000 classes from the same jars. With a dynamic CDS archive
-(``-XX:SharedArchiveFile``, JDK 13+) they are mapped from one file instead: a local session doing a few
-Delta writes took 8.6 instead of 14.6 CPU-seconds (C1-only JVM) and 17.2 instead of 22.5 (default JIT) on
-the 2-core CI machine. The archive is built once per JDK and pyspark by running :func:`workload` in a
-JVM with ``-XX:ArchiveClassesAtExit`` (``make jars`` does it beside the jar cache; otherwise the test
-session does it before its first JVM, ~1 min) and kept in the venv (``share/spark-sentiment-tests``). A JVM whose
-classpath or JDK does not match ignores it and loads classes as usual (its CDS warnings are silenced), so
-the archive changes how fast classes load, never which.
+(``-XX:SharedArchiveFile``, JDK 13+) they are mapped from one file instead, which saves each JVM the
+parsing and verifying (docs/performance.md#test-suite-settings). The archive is built once per JDK and
+pyspark by running :func:`workload` in a JVM with ``-XX:ArchiveClassesAtExit`` (``make jars`` does it beside
+the jar cache; otherwise the test session does it before its first JVM, ~1 min) and kept in the venv
+(``share/spark-sentiment-tests``). A JVM whose classpath or JDK does not match ignores it and loads classes
+as usual (its CDS warnings are silenced), so the archive changes how fast classes load, never which.
 
     python tests/jvm_classes.py   # build the archive if it is missing; prints its path
 """

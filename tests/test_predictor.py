@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from spark_sentiment.inference.package import build_package
-from spark_sentiment.inference.predictor import Predictor, PredictorOptions, cached_models, cached_predictor
+from spark_sentiment.inference.predictor import Predictor, PredictorOptions, cached_predictor
 from spark_sentiment.model.registry import resolve_model
 
 
@@ -84,7 +84,10 @@ def test_worker_cache_keeps_the_most_recently_used_models_only():
     cached_predictor("/models/b", options, None, factory, max_models=2)
     assert cached_predictor("/models/a", options, None, factory, max_models=2) is first  # a is now the newest
     cached_predictor("/models/c", options, None, factory, max_models=2)  # evicts b, the least recently used
-    assert [key[1] for key in cached_models() if key[0].endswith("factory")][-2:] == ["/models/a", "/models/c"]
+    import spark_sentiment.inference.predictor as predictor_module
+
+    cached = list(predictor_module._CACHE)  # keys, least recently used first
+    assert [key[1] for key in cached if key[0].endswith("factory")][-2:] == ["/models/a", "/models/c"]
     cached_predictor("/models/b", options, None, factory, max_models=2)
     assert built == ["/models/a", "/models/b", "/models/c", "/models/b"]
 

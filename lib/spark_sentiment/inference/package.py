@@ -156,9 +156,9 @@ def build_package(
 
 
 def _zip_stored(folder: Path, archive: Path) -> Path:
-    """``folder`` as a zip whose entries are stored, not deflated: model weights hardly compress (MiniLM's
-    88 MB zip to 79 MB) and deflating them is the slow part of packaging (3.8 s against 0.2 s for MiniLM,
-    ~25 s for a 560 MB DeBERTa); executors unpack a stored zip faster too."""
+    """``folder`` as a zip whose entries are stored, not deflated: model weights hardly compress and
+    deflating them is the slow part of packaging (docs/performance.md#library-settings); executors unpack a
+    stored zip faster too."""
     with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_STORED) as zipped:
         for path in sorted(folder.rglob("*")):
             zipped.write(path, path.relative_to(folder).as_posix())

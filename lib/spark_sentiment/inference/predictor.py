@@ -45,7 +45,8 @@ META_FILE = "sentiment_meta.json"
 FAST_MAX_LENGTH = 256  # score.profile=fast: tokens read per review at most (head_tail)
 CHUNK_ROWS = 1024  # rows tokenized and length-sorted together; batches never span two chunks
 # oneDNN keeps a compiled primitive per (layer, batch shape); with dynamic padding nearly every batch has a
-# new shape, and the default 1,024 entries held ~0.5 GB per worker. 64 bounds that at no measured speed cost.
+# new shape, and the default 1,024 entries grow a worker's memory by hundreds of MB. 64 bounds that without
+# costing speed (docs/performance.md#library-settings).
 # Read by oneDNN when it first builds a primitive; an executor env var (spark.executorEnv.*) overrides it.
 os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "64")
 
@@ -197,8 +198,7 @@ def run_batches(
     device = next(model.parameters()).device
     on_gpu = device.type != "cpu"
     # Widest batch first: each later batch's activations fit in blocks the earlier ones freed. In ascending
-    # order every batch needed bigger blocks than any freed before and glibc's heap grew with every
-    # width (a worker's RSS went 1.1 -> 1.7 GB over 500 reviews at 512 tokens; 1.3 GB flat this way).
+    # order every batch needs bigger blocks than any freed before, and glibc's heap grows with every width.
     for chunk in reversed(batches):
         ids, mask = pad([token_ids[i] for i in chunk], pad_id)
         ids_t, mask_t = torch.from_numpy(ids), torch.from_numpy(mask)
@@ -252,7 +252,7 @@ class Predictor:
         self.max_length = self.window.max_length
         self.pad_id = self.tokenizer.pad_token_id or 0
         # Weights are held in the compute dtype on CPU as on GPU: one code path, no per-call weight casts
-        # (bf16 weights 33.5 rows/s vs 31.4 for fp32 weights under autocast in one run on Zen 4, equal in another).
+        # (and no slower than fp32 weights under autocast: docs/performance.md#library-settings).
         if fixed is not None:
             self.choice = PrecisionChoice(fixed, "configured" if options.precision != "auto" else "auto on a GPU")
             self.model = model.to(self.device, dtype=torch_dtype(fixed)).eval()
@@ -449,12 +449,6 @@ def cached_predictor(
         predictor = factory(model_dir, options, gpu_address)
         _CACHE[key] = predictor
         return predictor
-
-
-def cached_models() -> list[tuple]:
-    """Keys of the cached predictors, least recently used first (for tests and diagnostics)."""
-    with _LOCK:
-        return list(_CACHE)
 
 
 def _empty_cuda_cache() -> None:

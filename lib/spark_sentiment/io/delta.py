@@ -204,7 +204,7 @@ def existing_detail(spark: SparkSession, target: TableRef) -> Row | None:
 
 def nothing_at(spark: SparkSession, target: TableRef) -> bool:
     """Whether nothing is at ``target`` yet: a catalog lookup or one file-system call, so that a first write
-    asks no query that fails (a failed ``DESCRIBE`` costs a JVM exception and its conversion, ~0.15 s)."""
+    asks no query that fails (a failed ``DESCRIBE`` costs a JVM exception and its conversion)."""
     if target.table:
         return not spark.catalog.tableExists(target.table)
     return not data_paths(spark).exists(str(target.path))

@@ -87,7 +87,8 @@ class Window:
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any], max_length: int) -> Window:
-        """The window a model_config records; models logged without one read the head, as before."""
+        """The window a model_config records; models logged without one read the head (what they were
+        trained and logged to read)."""
         return cls(
             strategy=str(config.get("window") or "head"),
             max_length=int(config.get("max_length") or max_length),

@@ -1,6 +1,6 @@
 """Points where a caller can observe (or interrupt) a scoring run: before the Delta write starts and after
-it committed. Schedulers use them for audit lines; the fault tests use them to kill a driver at a known
-point. The package itself never acts on them."""
+it committed, for an application that calls ``score_table`` itself (an audit line, a metric); the fault
+tests use them to kill a driver at a known point. The package itself never acts on them."""
 
 from __future__ import annotations
 

@@ -3,7 +3,7 @@
 On a CPU, ``auto`` times a few training steps (forward and backward, no optimizer step) of the real
 model on real batches in fp32 and under bf16 autocast (what the Trainer's ``bf16=True`` runs) and trains in
 the faster: bf16 autocast was 1.26x slower than fp32 on a 2-core Intel Xeon with AVX512-BF16 (no AMX) and
-faster on an AMD Zen 4. On a GPU ``auto`` is bf16 where the GPU has it, else fp16, as before.
+faster on an AMD Zen 4. On a GPU ``auto`` is bf16 where the GPU has it, else fp16.
 """
 
 from __future__ import annotations
