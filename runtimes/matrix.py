@@ -16,7 +16,8 @@ cache hard-links one copy of each wheel's files into every venv that uses it (Py
 several GB; the profiles share what they can without changing a version). The end-to-end runs work in scratch
 folders (each job's output in ``logs/``) deleted afterwards unless ``--keep`` is given.
 
-Stdlib only: it drives other Pythons, and imports nothing of the project.
+Stdlib only: it drives other Pythons, and imports nothing of the project (only the test suite's stdlib-only
+helpers in ``tests/support``).
 """
 
 from __future__ import annotations
@@ -42,6 +43,10 @@ from typing import Any, Callable
 
 RUNTIMES = Path(__file__).resolve().parent
 REPO = RUNTIMES.parent
+sys.path.insert(0, str(REPO / "tests"))  # the suite's stdlib-only helpers: one small-data conf, one sets()
+from support.commands import sets  # noqa: E402
+from support.spark_conf import SMALL_DATA_CONF  # noqa: E402
+
 CACHE = REPO / ".runtimes"
 # What the end-to-end path reads: real IMDB reviews beside the checkout (the tests' data).
 IMDB = os.environ.get("IMDB_DATA") or str(REPO.parent / "shared" / "data" / "imdb")
@@ -278,23 +283,14 @@ class Run:
         return True
 
 
-def sets(*pairs: str) -> list[str]:
-    return [arg for pair in pairs for arg in ("--set", pair)]
-
-
-SMALL_DATA_CONF = {
-    "spark.sql.shuffle.partitions": "2",
-    "spark.databricks.delta.snapshotPartitions": "1",
-    "spark.sql.adaptive.enabled": "false",
-    "spark.sql.codegen.wholeStage": "false",
-    "spark.ui.enabled": "false",
-}
+# The test suite's small-data Spark settings, as its job processes get them (no web UI in the lanes either).
+MATRIX_CONF = {**SMALL_DATA_CONF, "spark.ui.enabled": "false"}
 
 
 def prepare(run: Run, lane: str) -> None:
     """The run's spark-defaults.conf: small-data settings and an Ivy cache of the lane's own (lanes running
     side by side must not resolve Delta's jars into one cache at once)."""
-    conf = {**SMALL_DATA_CONF, "spark.jars.ivy": str(CACHE / run.profile.name / f"ivy-{lane}")}
+    conf = {**MATRIX_CONF, "spark.jars.ivy": str(CACHE / run.profile.name / f"ivy-{lane}")}
     (run.scratch / "conf").mkdir(parents=True, exist_ok=True)
     (run.scratch / "conf" / "spark-defaults.conf").write_text("".join(f"{k} {v}\n" for k, v in conf.items()))
 
@@ -438,7 +434,7 @@ class ConnectServer:
         spark_home, delta, catalog = json.loads(found.stdout.strip().splitlines()[-1])
         confs = {
             **catalog,
-            **SMALL_DATA_CONF,
+            **MATRIX_CONF,
             "spark.connect.grpc.binding.port": str(self.port),
             "spark.connect.grpc.binding.address": "127.0.0.1",
         }

@@ -31,21 +31,11 @@ from typing import TypeVar
 
 import pyspark
 import pytest
-from conftest import (
-    EXACT,
-    PYTHON,
-    REPO,
-    ROWS_FOR_CLUSTER,
-    SMALL_DATA_CONF,
-    TINY,
-    free_port,
-    keyed_source,
-    kill_group,
-    labeled_rows,
-    port_open,
-    prepared,
-    submit_confs,
-)
+from support.commands import sets
+from support.data import EXACT, KEY_SCHEMA, REPO, ROWS_FOR_CLUSTER, TINY, key_rows, labeled_rows
+from support.processes import PYTHON, free_port, kill_group, port_open
+from support.spark_conf import SMALL_DATA_CONF, submit_confs
+from support.tables import keyed_source, prepared
 
 T = TypeVar("T")
 SPARK_BIN = Path(pyspark.__file__).parent / "bin"
@@ -229,10 +219,6 @@ def run_connect_client(runner: Background, home: Path, plan: Path, data: Path, n
     if result.returncode != 0:
         raise RuntimeError(f"the Connect client failed:\n{(result.stdout + result.stderr)[-4000:]}")
     return dict(zip(names, json.loads(result.stdout.splitlines()[-1]), strict=True))
-
-
-def sets(*pairs: str) -> list[str]:
-    return [arg for pair in pairs for arg in ("--set", pair)]
 
 
 # --- A standalone cluster: master + two one-core workers, three submits ---------------------------------------
@@ -478,7 +464,6 @@ def killed_stream(spark, tiny_model, background, tmp_path_factory) -> KilledStre
     in the background a job process scoring them is SIGKILLed (process group: Python driver and JVM) once
     the micro-batch's write has put data files into the output, and a second process restarts the job from
     the same checkpoint."""
-    from conftest import KEY_SCHEMA, key_rows
     from spark_sentiment.config import load_config
     from spark_sentiment.scoring.config import ScoreJobConfig
     from spark_sentiment.scoring.job import score_table

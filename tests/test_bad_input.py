@@ -13,12 +13,12 @@ import mlflow
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import NEGATIVE, POSITIVE, TINY
 from delta.tables import DeltaTable
 from spark_sentiment.config import load_config
 from spark_sentiment.core.errors import ConfigError, DataError, ModelError, SentimentError
 from spark_sentiment.scoring.config import ScoreJobConfig
 from spark_sentiment.scoring.job import score_table
+from support.data import NEGATIVE, POSITIVE, TINY
 
 LABEL, NULL = "label", "null"
 MEGABYTE = ("This film is wonderful. " * 43691)[: 1 << 20]

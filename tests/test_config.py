@@ -5,13 +5,13 @@ from __future__ import annotations
 import os
 
 import pytest
-from conftest import REPO
 from spark_sentiment.config import describe, load_config
 from spark_sentiment.core.errors import ConfigError
 from spark_sentiment.model.window import Window
 from spark_sentiment.scoring.config import ScoreJobConfig
 from spark_sentiment.training.config import TrainJobConfig
 from spark_sentiment.validation.config import EvaluateJobConfig
+from support.data import REPO
 
 TRAIN_YAML = REPO / "conf" / "train.yaml"
 

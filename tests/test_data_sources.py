@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
-from conftest import labeled_rows
 from spark_sentiment.config import load_config
 from spark_sentiment.core.errors import DataError
 from spark_sentiment.io.tables import resolve_source
 from spark_sentiment.training.config import TrainJobConfig
 from spark_sentiment.training.data import load_training_data, normalize_labels, plan_sources
+from support.data import labeled_rows
 
 LABELS = ["NEGATIVE", "POSITIVE"]
 SCHEMA = "review_id string, text string, label int"

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO
 from spark_sentiment.config.cli import parse_config
 from spark_sentiment.scoring.config import ScoreJobConfig
 from spark_sentiment.training.config import TrainJobConfig
 from spark_sentiment.validation.config import EvaluateJobConfig
+from support.data import REPO
 
 DEPLOY = REPO / "deploy"
 CONFIGS = {"train": TrainJobConfig, "evaluate": EvaluateJobConfig, "score": ScoreJobConfig}

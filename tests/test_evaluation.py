@@ -8,13 +8,15 @@ import json
 import mlflow
 import pandas as pd
 import pytest
-from conftest import IMDB, call_main, cpu_has_bf16
 from mlflow.tracking import MlflowClient
 from spark_sentiment.config import load_config
 from spark_sentiment.scoring.config import ScoreJobConfig
 from spark_sentiment.scoring.job import score_table
 from spark_sentiment.validation.config import EvaluateJobConfig
 from spark_sentiment.validation.job import evaluate_and_promote, main
+from support.commands import call_main
+from support.data import IMDB
+from support.machine import cpu_has_bf16
 
 NAME = "EvalSentiment"
 # What is tested here is the decision (promotion, drift), not the arithmetic: where the CPU has native bf16

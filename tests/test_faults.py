@@ -19,13 +19,15 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import REPO, change_source, clean_result, contents, job, kill_group, prepared, versions
 from fault_job import barrier
 from out_of_process import fault_job, resolved_jars
 from pyspark.testing import assertDataFrameEqual
 from spark_sentiment.scoring.hooks import WriteHooks
 from spark_sentiment.scoring.job import score_table
 from stubs import ExitOnceFactory, KeywordPredictor
+from support.data import REPO
+from support.processes import kill_group
+from support.tables import change_source, clean_result, contents, job, prepared, versions
 
 
 def referenced_files(spark, path) -> set[str]:

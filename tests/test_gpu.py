@@ -13,7 +13,7 @@ import tempfile
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import labeled_rows
+from support.data import labeled_rows
 
 pytestmark = pytest.mark.gpu
 

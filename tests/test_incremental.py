@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import pytest
-from conftest import KEY_SCHEMA, change_source, clean_result, contents, job, key_rows, versions
 from delta.tables import DeltaTable
 from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 from spark_sentiment.scoring.job import score_table
 from stubs import KeywordPredictor
+from support.data import KEY_SCHEMA, key_rows
+from support.tables import change_source, clean_result, contents, job, versions
 
 
 def test_change_data_feed_scores_only_changes_and_deletes(spark, tiny_model, cdf_source, tmp_path):

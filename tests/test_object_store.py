@@ -12,7 +12,6 @@ import json
 import uuid
 
 import pytest
-from conftest import EXACT, KEY_SCHEMA, S3_BUCKET, TINY, call_main, change_source, contents, key_rows, labeled_rows
 from pyspark.testing import assertDataFrameEqual
 from spark_sentiment.core.errors import DataError
 from spark_sentiment.io.fs import HadoopPaths
@@ -20,6 +19,10 @@ from spark_sentiment.io.tables import resolve_source
 from spark_sentiment.scoring.job import main as score_main
 from spark_sentiment.training.job import main as train_main
 from spark_sentiment.validation.job import main as evaluate_main
+from support.commands import call_main, sets
+from support.data import EXACT, KEY_SCHEMA, TINY, key_rows, labeled_rows
+from support.spark_conf import S3_BUCKET
+from support.tables import change_source, contents
 
 pytestmark = pytest.mark.slow
 
@@ -28,10 +31,6 @@ pytestmark = pytest.mark.slow
 def lake() -> str:
     """A fresh folder in the test bucket."""
     return f"s3a://{S3_BUCKET}/{uuid.uuid4().hex[:8]}"
-
-
-def sets(*pairs: str) -> list[str]:
-    return sum((["--set", p] for p in pairs), [])
 
 
 def test_paths_resolve_through_the_s3a_file_system(spark, lake):

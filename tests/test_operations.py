@@ -9,7 +9,6 @@ import sys
 import types
 
 import pytest
-from conftest import TINY, call_main
 from pyspark.testing import assertDataFrameEqual
 from spark_sentiment.config import load_config
 from spark_sentiment.core.errors import ConfigError
@@ -18,6 +17,8 @@ from spark_sentiment.scoring.job import main
 from spark_sentiment.validation.config import EvaluateJobConfig
 from spark_sentiment.validation.promotion import decide
 from stubs import KeywordPredictor
+from support.commands import call_main
+from support.data import ROWS_FOR_CLUSTER, TINY
 
 
 class FakeTaskValues:
@@ -95,7 +96,6 @@ def test_kept_champion_can_exit_zero_for_schedulers_that_know_only_zero_or_not()
 
 
 def test_progress_lines_during_a_multi_partition_scoring_run(spark, tiny_model, tmp_path, caplog):
-    from conftest import ROWS_FOR_CLUSTER
     from mlflow.tracking import MlflowClient
     from spark_sentiment.scoring.config import ScoreJobConfig
     from spark_sentiment.scoring.job import score_table

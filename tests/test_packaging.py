@@ -15,7 +15,8 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from conftest import PYTHON, REPO
+from support.data import REPO
+from support.processes import PYTHON
 
 pytestmark = pytest.mark.slow
 OWN = ("spark_sentiment", "spark-sentiment", "__editable__")

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import socket
 
-from conftest import TINY
 from spark_sentiment.config import load_config
 from spark_sentiment.inference.live import Address, RowsListener
 from spark_sentiment.inference.worker import ChoicesParam
+from support.data import TINY
 
 
 def test_the_listener_keeps_the_newest_count_per_task_and_ignores_strangers():

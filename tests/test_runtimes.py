@@ -8,9 +8,9 @@ import sys
 import tomllib
 
 import pytest
-from conftest import REPO
 from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
+from support.data import REPO
 
 sys.path.insert(0, str(REPO / "runtimes"))
 import matrix  # noqa: E402

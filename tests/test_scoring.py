@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from conftest import EXACT, call_main
 from delta.tables import DeltaTable
 from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
@@ -13,6 +12,8 @@ from spark_sentiment.inference.sql import register_sentiment_function
 from spark_sentiment.scoring.config import ScoreJobConfig
 from spark_sentiment.scoring.job import main, score_table
 from stubs import KeywordPredictor
+from support.commands import call_main
+from support.data import EXACT
 
 TINY = "models:/TinySentiment@champion"
 SCHEMA = "id int, title string, body string"

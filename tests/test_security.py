@@ -10,7 +10,6 @@ from pathlib import Path
 
 import mlflow
 import pytest
-from conftest import REPO, TINY
 from spark_sentiment.config import load_config
 from spark_sentiment.config.cli import run_job
 from spark_sentiment.core.errors import DataError, ModelError
@@ -19,6 +18,8 @@ from spark_sentiment.inference.predictor import Predictor, PredictorOptions
 from spark_sentiment.model.registry import resolve_model
 from spark_sentiment.scoring.config import ScoreJobConfig
 from spark_sentiment.scoring.job import score_table
+from support.commands import call_main, sets
+from support.data import REPO, TINY
 
 
 def model_copy(tmp_path: Path) -> Path:
@@ -169,19 +170,15 @@ def _model(argv):
     return main(argv)
 
 
-def _sets(*pairs: str) -> list[str]:
-    return [arg for pair in pairs for arg in ("--set", pair)]
-
-
 COMMANDS = {
-    "train": lambda tmp, path: (_train, _sets(f"data.path={path}", "model.base=tiny-random", "train.max_steps=1")),
+    "train": lambda tmp, path: (_train, sets(f"data.path={path}", "model.base=tiny-random", "train.max_steps=1")),
     "score": lambda tmp, path: (
         _score,
-        _sets(f"input.path={path}", f"output.path={tmp}/out", f"model.uri={TINY}", f"report.runs_table={tmp}/runs"),
+        sets(f"input.path={path}", f"output.path={tmp}/out", f"model.uri={TINY}", f"report.runs_table={tmp}/runs"),
     ),
     "evaluate": lambda tmp, path: (
         _evaluate,
-        _sets(
+        sets(
             f"input.path={path}", f"models.candidate={TINY}", f"models.champion={TINY}", f"report.runs_table={tmp}/runs"
         ),
     ),
@@ -194,7 +191,6 @@ COMMANDS = {
 @pytest.mark.parametrize("secret", ["env value in a path", "user:password@ in a URI"])
 @pytest.mark.parametrize("command", sorted(COMMANDS))
 def test_every_command_fails_bad_input_in_one_scrubbed_line(spark, tiny_model, tmp_path, monkeypatch, command, secret):
-    from conftest import call_main
 
     monkeypatch.setenv("WAREHOUSE_PASSWORD", ENV_SECRET)
     path = f"{tmp_path}/missing-{ENV_SECRET}/reviews" if secret.startswith("env") else CREDENTIAL_URI
@@ -224,7 +220,6 @@ def test_every_command_fails_bad_input_in_one_scrubbed_line(spark, tiny_model, t
     ],
 )
 def test_sql_statements_spark_refuses_end_in_one_line(spark, statement, message):
-    from conftest import call_main
 
     code, out, err = call_main(_sql, [statement])
     assert code == 2 and out == ""

@@ -10,7 +10,6 @@ from pathlib import Path
 import mlflow
 import pandas as pd
 import pytest
-from conftest import EXACT, KEY_SCHEMA, NEGATIVE, POSITIVE, TINY, call_main, change_source, key_rows, keyed_source
 from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 from spark_sentiment.config import load_config
@@ -18,6 +17,10 @@ from spark_sentiment.scoring.config import ScoreJobConfig
 from spark_sentiment.scoring.job import main as score_main
 from spark_sentiment.scoring.job import score_table
 from stubs import KeywordPredictor
+from support.commands import call_main, sets
+from support.data import EXACT, KEY_SCHEMA, NEGATIVE, POSITIVE, TINY, key_rows
+from support.spark_conf import S3_BUCKET
+from support.tables import change_source, keyed_source
 
 pytestmark = pytest.mark.slow
 
@@ -111,10 +114,6 @@ def test_a_moved_alias_labels_new_rows_with_the_new_model_and_leaves_old_rows(sp
     assert models == {1: f"{name}/1", 2: f"{name}/1", 3: f"{name}/1", 4: f"{name}/2"}
 
 
-def sets(*pairs: str) -> list[str]:
-    return sum((["--set", p] for p in pairs), [])
-
-
 def refused(argv: list[str], capfd=None) -> str:
     code, out, err = call_main(score_main, argv)
     lines = [line for line in err.splitlines() if line.startswith("error:")]
@@ -199,8 +198,6 @@ def test_add_sentiment_columns_on_a_users_streaming_dataframe(spark, tiny_model,
 def test_a_stream_on_s3a_source_output_and_checkpoint(spark, tiny_model):
     """The same availableNow runs with every path on the S3 API server the tests start (the tiny model)."""
     import uuid
-
-    from conftest import S3_BUCKET
 
     lake = f"s3a://{S3_BUCKET}/{uuid.uuid4().hex[:8]}"
     source, out, checkpoint = f"{lake}/reviews", f"{lake}/scored", f"{lake}/checkpoint"

@@ -10,7 +10,6 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import TINY, call_main, versions
 from delta.tables import DeltaTable
 from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
@@ -19,6 +18,9 @@ from spark_sentiment.core.errors import DataError
 from spark_sentiment.scoring.config import ScoreJobConfig
 from spark_sentiment.scoring.job import main, score_table
 from stubs import POSITIVE_WORDS, KeywordPredictor, MarkingFactory
+from support.commands import call_main
+from support.data import TINY
+from support.tables import versions
 
 KEY, TEXT = "review id", "review text"
 SETS = [f"input.key_columns=[{KEY}]", f"input.text_columns=[{TEXT}]", f"model.uri={TINY}"]

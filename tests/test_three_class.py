@@ -9,7 +9,6 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import EXACT, call_main, labeled_rows
 from pyspark.sql import functions as F
 from spark_sentiment.config import load_config
 from spark_sentiment.core.errors import DataError
@@ -17,6 +16,8 @@ from spark_sentiment.inference.sentences import sentence_spans
 from spark_sentiment.scoring.config import ScoreJobConfig
 from spark_sentiment.scoring.job import main as score_main
 from spark_sentiment.scoring.job import score_table
+from support.commands import call_main
+from support.data import EXACT, labeled_rows
 
 THREE = "TinyThree"
 LABELS = ["NEGATIVE", "NEUTRAL", "POSITIVE"]

@@ -6,13 +6,14 @@ import json
 
 import mlflow
 import pytest
-from conftest import MINILM, call_main, labeled_rows
 from mlflow.tracking import MlflowClient
 from spark_sentiment.config import load_config
 from spark_sentiment.core.errors import DataError
 from spark_sentiment.training.config import TrainJobConfig
 from spark_sentiment.training.job import main
 from spark_sentiment.training.trainer import train_and_register
+from support.commands import call_main
+from support.data import MINILM, labeled_rows
 
 LONG_REVIEW = " ".join(["This film was a slow, strange and ultimately rewarding experience."] * 60)  # ~600 tokens
 

@@ -11,8 +11,9 @@ import mlflow
 import pandas as pd
 import pytest
 import yaml
-from conftest import NEGATIVE, POSITIVE, call_main
 from spark_sentiment.model.transfer import SOURCE_TAG, main
+from support.commands import call_main
+from support.data import NEGATIVE, POSITIVE
 
 pytestmark = pytest.mark.slow
 

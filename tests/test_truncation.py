@@ -10,7 +10,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from conftest import IMDB, REPO
 from pyspark.sql import functions as F
 from spark_sentiment.core.errors import ModelError
 from spark_sentiment.inference.engines import scoring_function
@@ -19,6 +18,7 @@ from spark_sentiment.inference.sql import register_sentiment_function
 from spark_sentiment.model.base import embedded_model_dir
 from spark_sentiment.model.registry import resolve_model
 from spark_sentiment.model.window import Window, encode, special_tokens
+from support.data import IMDB, REPO
 
 
 @pytest.fixture(scope="module")
