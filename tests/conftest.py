@@ -5,6 +5,8 @@ Models: ``tiny_model`` (a tiny random BERT, seconds to train) for every test whe
 a model that has learned something. Jobs are called in-process through their entry functions; only the
 fault and race tests, the standalone cluster and Spark Connect start processes of their own. The last two
 run in the background from the start of the session (``tests/out_of_process.py``) and their tests run last.
+The helpers the tests share (inline data, processes, Spark settings, in-process job calls) are in
+``tests/support/``; this file holds the fixtures.
 """
 
 from __future__ import annotations
