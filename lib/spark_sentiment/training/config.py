@@ -179,7 +179,9 @@ class TrainSection:
     )
     group_by_length: bool = option(False, "Batch reviews of similar length together (less padding, faster).")
     optim: Literal["adamw_torch", "adamw_torch_fused"] = option(
-        "adamw_torch", "Optimizer; adamw_torch_fused runs one fused kernel per step on GPU."
+        "adamw_torch",
+        "Optimizer; adamw_torch_fused updates all weights in one fused kernel per step, on GPU and CPU (same "
+        "math, fewer passes over the weights: docs/performance.md#training-on-cpu).",
     )
     pad_to_multiple_of: Optional[int] = option(
         8, "Pad each batch to a multiple of this many tokens (tensor cores want multiples of 8); null = longest."
