@@ -15,9 +15,15 @@ from spark_sentiment.config.cli import run_job
 from spark_sentiment.core.errors import DataError, ModelError
 from spark_sentiment.inference.engines import checked_package
 from spark_sentiment.inference.predictor import Predictor, PredictorOptions
+from spark_sentiment.inference.sql import main as sql_main
+from spark_sentiment.io.ingest import main as ingest_main
 from spark_sentiment.model.registry import resolve_model
+from spark_sentiment.model.transfer import main as model_main
 from spark_sentiment.scoring.config import ScoreJobConfig
+from spark_sentiment.scoring.job import main as score_main
 from spark_sentiment.scoring.job import score_table
+from spark_sentiment.training.job import main as train_main
+from spark_sentiment.validation.job import main as evaluate_main
 from support.commands import call_main, sets
 from support.data import REPO, TINY
 
@@ -129,62 +135,26 @@ def test_no_code_path_enables_remote_code():
 
 
 # Every console command, given bad input that carries a secret: a secret-looking environment variable's value
-# inside a path, and user:password@ in a URI. Each case: (command, argv from (tmp, secret path, credential URI)).
+# inside a path, and user:password@ in a URI. Each case: (entry function, argv) from (tmp folder, bad path).
 ENV_SECRET, URI_PASSWORD = "pw-9d41c7e5b2", "hunter2-0b7e"
 CREDENTIAL_URI = f"file://analyst:{URI_PASSWORD}@nas.example.com/reviews"
 
 
-def _train(argv):
-    from spark_sentiment.training.job import main
-
-    return main(argv)
-
-
-def _score(argv):
-    from spark_sentiment.scoring.job import main
-
-    return main(argv)
-
-
-def _evaluate(argv):
-    from spark_sentiment.validation.job import main
-
-    return main(argv)
-
-
-def _ingest(argv):
-    from spark_sentiment.io.ingest import main
-
-    return main(argv)
-
-
-def _sql(argv):
-    from spark_sentiment.inference.sql import main
-
-    return main(argv)
-
-
-def _model(argv):
-    from spark_sentiment.model.transfer import main
-
-    return main(argv)
-
-
 COMMANDS = {
-    "train": lambda tmp, path: (_train, sets(f"data.path={path}", "model.base=tiny-random", "train.max_steps=1")),
+    "train": lambda tmp, path: (train_main, sets(f"data.path={path}", "model.base=tiny-random", "train.max_steps=1")),
     "score": lambda tmp, path: (
-        _score,
+        score_main,
         sets(f"input.path={path}", f"output.path={tmp}/out", f"model.uri={TINY}", f"report.runs_table={tmp}/runs"),
     ),
     "evaluate": lambda tmp, path: (
-        _evaluate,
+        evaluate_main,
         sets(
             f"input.path={path}", f"models.candidate={TINY}", f"models.champion={TINY}", f"report.runs_table={tmp}/runs"
         ),
     ),
-    "ingest": lambda tmp, path: (_ingest, ["--source", path, "--path", f"{tmp}/landed"]),
-    "sql": lambda tmp, path: (_sql, [f"SELECT count(*) FROM parquet.`{path}`"]),
-    "model import": lambda tmp, path: (_model, ["import", path, "--name", "Imported"]),
+    "ingest": lambda tmp, path: (ingest_main, ["--source", path, "--path", f"{tmp}/landed"]),
+    "sql": lambda tmp, path: (sql_main, [f"SELECT count(*) FROM parquet.`{path}`"]),
+    "model import": lambda tmp, path: (model_main, ["import", path, "--name", "Imported"]),
 }
 
 
@@ -221,6 +191,6 @@ def test_every_command_fails_bad_input_in_one_scrubbed_line(spark, tiny_model, t
 )
 def test_sql_statements_spark_refuses_end_in_one_line(spark, statement, message):
 
-    code, out, err = call_main(_sql, [statement])
+    code, out, err = call_main(sql_main, [statement])
     assert code == 2 and out == ""
     assert err.strip().splitlines() == [err.strip().splitlines()[0]] and err.startswith(message), err[-2000:]
