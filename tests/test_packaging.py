@@ -103,3 +103,17 @@ def test_entry_points_from_the_wheel_run(wheel, runtime, tmp_path):
     demo = run([bin_dir / "spark-sentiment-train", "--config", "demo.yaml", "--set", "train.epochs=0"], tmp_path)
     assert demo.returncode == 2, demo.stderr[-2000:]
     assert demo.stderr.strip().splitlines()[-1].startswith("error: config key 'train.epochs'"), demo.stderr[-2000:]
+
+
+# What an executor needs beside pyspark for the native UDF with a predictor of its own (the cluster test ships
+# exactly numpy, pandas and pyarrow in a packed environment): everything else is the driver's.
+DRIVER_ONLY = ["yaml", "torch", "transformers", "mlflow", "datasets", "evaluate", "accelerate", "sklearn"]
+DRIVER_ONLY += ["matplotlib", "sentencex", "psutil", "delta", "safetensors", "tokenizers"]
+
+
+def test_the_worker_side_imports_without_the_driver_only_packages():
+    code = f"import sys\nfor name in {DRIVER_ONLY!r}:\n    sys.modules[name] = None\n"
+    code += "import spark_sentiment.inference.worker\n"
+    env = {**os.environ, "PYTHONPATH": str(REPO / "lib")}
+    result = subprocess.run([PYTHON, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]

@@ -14,13 +14,19 @@ import typing
 from pathlib import Path
 from typing import Any, Iterable, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
 
-import yaml
-
 from ..core.errors import ConfigError
 
 T = TypeVar("T")
 
 _ENV_PATTERN = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def _yaml():
+    # Imported where a config is read, not with the module: executors import the config sections (the
+    # predictor's options are one) in environments that hold only the worker's packages, without PyYAML.
+    import yaml
+
+    return yaml
 
 
 def option(default: Any, help: str, exclusive_with: str | None = None) -> Any:
@@ -66,6 +72,7 @@ def parse_override(text: str) -> tuple[str, Any]:
         # A backtick-quoted identifier (`my-catalog`.ml.reviews): YAML reserves the backtick, so such a value
         # could never parse; it is taken as the string it is.
         return key, raw.strip()
+    yaml = _yaml()
     try:
         value = yaml.safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError as exc:
@@ -113,6 +120,7 @@ def load_config(cls: type[T], path: str | os.PathLike[str] | None = None, overri
         file = Path(path)
         if not file.is_file():
             raise ConfigError(f"config file not found: {file}")
+        yaml = _yaml()
         try:
             loaded = yaml.safe_load(file.read_text()) or {}
         except yaml.YAMLError as exc:
