@@ -30,7 +30,6 @@ import os
 import platform
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -43,8 +42,9 @@ from typing import Any, Callable
 
 RUNTIMES = Path(__file__).resolve().parent
 REPO = RUNTIMES.parent
-sys.path.insert(0, str(REPO / "tests"))  # the suite's stdlib-only helpers: one small-data conf, one sets()
+sys.path.insert(0, str(REPO / "tests"))  # the suite's stdlib-only helpers (conf, sets, ports)
 from support.commands import sets  # noqa: E402
+from support.processes import free_port, port_open  # noqa: E402
 from support.spark_conf import SMALL_DATA_CONF  # noqa: E402
 
 CACHE = REPO / ".runtimes"
@@ -187,18 +187,6 @@ def last_json(result: subprocess.CompletedProcess) -> dict:
     if not lines:
         raise StepFailed(f"no JSON summary on stdout:\n{result.stdout[-1500:]}\n{result.stderr[-2500:]}")
     return json.loads(lines[-1])
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def port_open(port: int) -> bool:
-    with socket.socket() as sock:
-        sock.settimeout(0.5)
-        return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
 def expect(condition: bool, message: str) -> None:

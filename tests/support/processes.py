@@ -20,6 +20,7 @@ def free_port() -> int:
 
 def port_open(port: int) -> bool:
     with socket.socket() as s:
+        s.settimeout(0.5)
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
