@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Callable, NoReturn, Sequence, TypeVar
 
 from ..core.errors import SentimentError, bad_input_message
-from ..core.redaction import scrub
+from ..core.redaction import ScrubbedStream, scrub, scrubbed_excepthook, scrubbed_output
 from .loader import load_config
 
 C = TypeVar("C")
@@ -71,8 +71,12 @@ def run_command(body: Callable[[], Any]) -> int:
     ``error:`` line and returns 2; anything else propagates with its traceback."""
     if not logging.getLogger().handlers:  # a host that configured logging (a notebook, pytest) keeps its own
         logging.basicConfig(
-            level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+            level=logging.INFO,
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+            stream=ScrubbedStream(sys.stderr),
         )
+        # A console command's unexpected failure ends in the interpreter's traceback: masked too.
+        sys.excepthook = scrubbed_excepthook
     logging.getLogger("py4j").setLevel(logging.WARNING)  # its shutdown line would follow our summary on stdout
     # Spark 4 logs every SQL or DataFrame error it raises as a JSON line on stderr, unscrubbed, before the
     # exception reaches us; the runner reports it once, below (bad input) or as the traceback (anything else).
@@ -83,7 +87,8 @@ def run_command(body: Callable[[], Any]) -> int:
         os.environ.setdefault(name, "1")
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     try:
-        summary = body()
+        with scrubbed_output():  # what libraries print (MLflow's run links hold the tracking URI as given)
+            summary = body()
     except Exception as exc:
         message = bad_input_message(exc)
         if message is None:

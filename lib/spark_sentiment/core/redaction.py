@@ -7,9 +7,14 @@ part of a URL.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import re
-from typing import Any
+import sys
+import traceback
+from types import TracebackType
+from typing import Any, Iterator, TextIO
 
 SECRET_NAME = re.compile(
     r"(token|secret|password|passwd|credential|access[._-]?key|account[._-]?key|private[._-]?key|api[._-]?key"
@@ -48,3 +53,50 @@ def redact(value: Any, name: str = "") -> Any:
 def config_params(flat: dict[str, Any]) -> dict[str, Any]:
     """MLflow params from a flattened config (``cfg.<key>``), secrets masked."""
     return {f"cfg.{k}": redact(v, k) for k, v in flat.items()}
+
+
+class ScrubbedStream(io.TextIOBase):
+    """A text stream that masks secrets in everything written through it before passing it on: libraries
+    print URIs as they were given (MLflow's "View run at" links carry a tracking URI's ``user:password@``),
+    which no log format of ours would see. Each write is scrubbed whole; a secret split across two writes is
+    not seen (the libraries here write lines)."""
+
+    def __init__(self, target: TextIO) -> None:
+        self.target = target
+
+    def write(self, text: str) -> int:
+        self.target.write(scrub(text))
+        return len(text)
+
+    def flush(self) -> None:
+        self.target.flush()
+
+    def isatty(self) -> bool:
+        return self.target.isatty()
+
+    def fileno(self) -> int:
+        return self.target.fileno()
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return getattr(self.target, "encoding", "utf-8")
+
+
+@contextlib.contextmanager
+def scrubbed_output() -> Iterator[None]:
+    """``sys.stdout`` and ``sys.stderr`` scrubbed for the duration (nested uses wrap once)."""
+    saved = sys.stdout, sys.stderr
+    if not isinstance(sys.stdout, ScrubbedStream):
+        sys.stdout = ScrubbedStream(sys.stdout)
+    if not isinstance(sys.stderr, ScrubbedStream):
+        sys.stderr = ScrubbedStream(sys.stderr)
+    try:
+        yield
+    finally:
+        sys.stdout, sys.stderr = saved
+
+
+def scrubbed_excepthook(kind: type[BaseException], value: BaseException, tb: TracebackType | None) -> None:
+    """``sys.excepthook`` that prints the traceback with secrets masked (an unexpected failure's message may
+    hold the URI it failed on)."""
+    sys.stderr.write(scrub("".join(traceback.format_exception(kind, value, tb))))

@@ -86,7 +86,13 @@ def configure(section: MlflowSection, local: bool = True) -> str:
         os.environ.pop("MLFLOW_REGISTRY_URI", None)
     else:
         os.environ["MLFLOW_REGISTRY_URI"] = before
-    experiment = mlflow.get_experiment_by_name(section.experiment)
+    try:
+        experiment = mlflow.get_experiment_by_name(section.experiment)
+    except mlflow.exceptions.MlflowException as exc:
+        unusable = _unusable_store(uri, exc)
+        if unusable is None:
+            raise
+        raise unusable from exc
     if experiment is None:
         location = (root / section.experiment).as_uri() if root is not None else None
         try:
@@ -101,6 +107,29 @@ def configure(section: MlflowSection, local: bool = True) -> str:
         experiment_id = experiment.experiment_id
     mlflow.set_experiment(experiment_id=experiment_id)
     return experiment_id
+
+
+# MLflow's codes for a server that answered "who are you" or "not you".
+_REFUSED = {"UNAUTHENTICATED", "PERMISSION_DENIED"}
+
+
+def _unusable_store(uri: str, exc: Exception) -> ConfigError | None:
+    """One line for a tracking server that cannot be reached or refuses the credentials (the job's first
+    request to it, before anything is written); ``None`` for any other failure. MLflow has already retried a
+    refused or dropped connection (``MLFLOW_HTTP_REQUEST_MAX_RETRIES``, ``..._BACKOFF_FACTOR``; about four
+    minutes with its defaults). The URI is named; the runner masks its credentials."""
+    code = getattr(exc, "error_code", None)
+    message = str(exc)
+    if code in _REFUSED:
+        return ConfigError(
+            f"mlflow.tracking_uri: the tracking server {uri} refused the request ({code}); set "
+            "MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD (or MLFLOW_TRACKING_TOKEN) for a user it knows"
+        )
+    if urlparse(uri).scheme in ("http", "https") and "Max retries exceeded" in message:
+        reason = re.search(r"\[Errno -?\d+\][^'\")]*|timed out|RemoteDisconnected[^'\")]*", message)
+        detail = reason.group(0).strip() if reason else "no connection"
+        return ConfigError(f"mlflow.tracking_uri: cannot reach the tracking server {uri}: {detail}")
+    return None
 
 
 def metric_name(name: str) -> str:
