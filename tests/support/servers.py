@@ -160,6 +160,11 @@ class MlflowServer:
             pass
         kill_group(self.proc)
 
+    def crash(self) -> None:
+        """SIGKILL the server and its workers: requests in flight are cut off, as when a host dies."""
+        if self.proc is not None:
+            kill_group(self.proc)
+
     def admin(self, method: str, path: str, body: dict | None = None) -> dict:
         """A REST call as the admin user (creating users, granting permissions)."""
         data = json.dumps(body).encode() if body is not None else None
