@@ -7,6 +7,7 @@
 #   SPARK_SUBMIT_OPTS_EXTRA extra spark-submit options, word-split (e.g. "--executor-memory 4g --num-executors 4")
 #   SPARK_SENTIMENT_DATA    local state: warehouse + metastore (local masters only), MLflow store (default <repo>/data)
 #   PYTHON                  interpreter with the project installed (default <repo>/.venv/bin/python)
+#   SPARK_SENTIMENT_JARS_CACHE  where the Delta package's resolved jar list is kept (default ~/.cache/spark-sentiment)
 #   EXECUTOR_ENV            a packed Python environment for executors on hosts that lack this venv (a venv-pack
 #                           or conda-pack .tar.gz, local or on any Hadoop path): shipped with --archives and
 #                           unpacked as ./env in each executor, which runs ./env/bin/python; the driver keeps $PY
@@ -53,9 +54,61 @@ PYZIP
 # SPARK_SUBMIT_OPTS_EXTRA come later on the command line and win over both.
 master="${SPARK_MASTER:-local[*]}"
 case "$master" in
-  local*) mapfile -t delta_args < <("$PY" -m spark_sentiment.core.spark_conf --local "$SPARK_SENTIMENT_DATA") ;;
+  local*) export SPARK_LOCAL_IP="${SPARK_LOCAL_IP:-127.0.0.1}"  # a local run binds to loopback, unwarned
+          mapfile -t delta_args < <("$PY" -m spark_sentiment.core.spark_conf --local "$SPARK_SENTIMENT_DATA") ;;
   *) mapfile -t delta_args < <("$PY" -m spark_sentiment.core.spark_conf) ;;
 esac
+# Spark resolves --packages through Ivy on every submit and prints its ~90-line report each time. The first
+# submit of a package set on this machine resolves it once (Ivy's report goes to a log file beside the list)
+# and records the jars Ivy retrieved; later submits pass those files with --jars, which Spark ships as it
+# ships packages. A recorded jar gone from Ivy's folder resolves again. Runs in a subshell ($(...)).
+JARS_CACHE="${SPARK_SENTIMENT_JARS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/spark-sentiment}"
+recorded_jars() {  # $1: list file; prints comma-separated paths when every recorded jar is there
+  local line
+  [ -s "$1" ] || return 1
+  while read -r line; do [ -f "$line" ] || return 1; done < "$1"
+  paste -sd, "$1"
+}
+resolved_jars() {  # $1: comma-separated Maven coordinates; prints comma-separated jar paths
+  local coords="$1" key list log dir jars=() line
+  key="$(printf '%s' "$coords" | cksum | cut -d' ' -f1)"
+  list="$JARS_CACHE/jars-$key.txt"
+  recorded_jars "$list" && return
+  mkdir -p "$JARS_CACHE"
+  exec 9> "$JARS_CACHE/resolve.lock"
+  flock 9  # concurrent submits resolve one at a time (Ivy's cache is not safe for concurrent writers)
+  recorded_jars "$list" && return
+  log="$JARS_CACHE/ivy-$key.log"
+  echo "spark-submit.sh: resolving $coords once for this machine (Ivy's report: $log)" >&2
+  : > "$JARS_CACHE/resolve-only.py"
+  if ! "$(dirname "$PY")/spark-submit" --master local --packages "$coords" "$JARS_CACHE/resolve-only.py" \
+      > "$log" 2>&1; then
+    cat "$log" >&2
+    echo "error: resolving $coords failed (is Maven Central reachable?); the report is above and in $log" >&2
+    exit 1
+  fi
+  dir="$(sed -n 's/^The jars for the packages stored in: //p' "$log" | tail -1)"
+  # "modules in use": every module Ivy retrieved into $dir as group_artifact-version.jar (evicted ones are not)
+  while read -r line; do
+    jars+=("$dir/$line")
+  done < <(sed -n '/:: modules in use:/,/:: evicted modules:\|------/p' "$log" \
+             | sed -n 's/^[[:space:]]*\([^#[:space:]]*\)#\([^;]*\);\([^[:space:]]*\) from .*/\1_\2-\3.jar/p')
+  if [ ${#jars[@]} -eq 0 ]; then
+    echo "error: no jars found in Ivy's report $log" >&2
+    exit 1
+  fi
+  for line in "${jars[@]}"; do
+    [ -f "$line" ] || { echo "error: Ivy reported $line but it is missing ($log)" >&2; exit 1; }
+  done
+  printf '%s\n' "${jars[@]}" > "$list.tmp" && mv "$list.tmp" "$list"
+  paste -sd, "$list"
+}
+for i in "${!delta_args[@]}"; do
+  if [ "${delta_args[$i]}" = "--packages" ]; then
+    delta_args[$i]="--jars"
+    delta_args[$((i + 1))]="$(resolved_jars "${delta_args[$((i + 1))]}")"
+  fi
+done
 # Executors' Python: this venv's interpreter (hosts that share its path), or a packed environment.
 executor_python="$PYSPARK_PYTHON"
 env_args=()

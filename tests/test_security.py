@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import shutil
+import sys
 from pathlib import Path
 
 import mlflow
@@ -127,6 +128,22 @@ def test_job_error_lines_mask_secrets(monkeypatch, capsys):
     captured = capsys.readouterr()
     assert code == 2 and SECRET not in captured.out + captured.err
     assert captured.err.strip().splitlines()[-1] == "error: cannot reach https://***@store.example.com/x (token ***)"
+
+
+def test_what_libraries_print_during_a_command_is_masked(monkeypatch, capsys):
+    # MLflow prints "View run at <tracking URI>" with the URI as given, user:password@ included.
+    monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", SECRET)
+
+    def body(cfg):
+        print(f"View run at: http://team:pa55word@mlflow.example.com/#/experiments/1 (token {SECRET})")
+        sys.stderr.write(f"warning from a library: {SECRET}\n")
+        return {"status": "ok"}
+
+    code = run_job(["--set", "input.path=/in", "--set", "output.path=/out"], ScoreJobConfig, None, body, "test")
+    captured = capsys.readouterr()
+    assert code == 0 and SECRET not in captured.out + captured.err and "pa55word" not in captured.out
+    assert "View run at: http://***@mlflow.example.com/#/experiments/1 (token ***)" in captured.out
+    assert captured.err.strip() == "warning from a library: ***"
 
 
 def test_no_code_path_enables_remote_code():

@@ -58,7 +58,6 @@ def server(s3_endpoint, tmp_path_factory):
         folder = tmp_path_factory.mktemp("mlflow-server")
         mlflow_server = MlflowServer(postgres, f"s3://{S3_BUCKET}/{ARTIFACTS}", s3_endpoint, folder, S3_KEYS)
         mlflow_server.start().create_user(USER, PASSWORD)
-        mlflow_server.postgres = postgres
         yield mlflow_server
     finally:
         if mlflow_server is not None:

@@ -171,3 +171,22 @@ def test_torch_distributor_trains_on_two_local_processes_and_registers(spark, tm
     assert summary["metrics"]["accuracy"] == run.data.metrics["final_accuracy"]
     assert client.get_model_version("DistSentiment", "1").run_id == summary["run_id"]
     assert set(summary["examples"].values()) <= {"NEGATIVE", "POSITIVE"}
+
+
+def test_the_jobs_log_shows_about_twenty_training_lines_and_every_evaluation(caplog):
+    """MLflow gets every Trainer log as a curve point; the job's log gets the trend: about 20 loss lines
+    for any run length, each evaluation, and the last step."""
+    from types import SimpleNamespace
+
+    from spark_sentiment.training.arguments import LogLinesCallback
+
+    callback, args = LogLinesCallback(), SimpleNamespace(logging_steps=10)
+    with caplog.at_level("INFO", logger="spark_sentiment.training.arguments"):
+        for step in range(10, 700, 10):
+            state = SimpleNamespace(is_local_process_zero=True, global_step=min(step, 691), max_steps=691)
+            callback.on_log(args, state, None, logs={"loss": 0.5, "learning_rate": 1e-5})
+            if step == 350:
+                callback.on_log(args, state, None, logs={"eval_loss": 0.4, "eval_accuracy": 0.8})
+    lines = [r.getMessage() for r in caplog.records]
+    assert 19 <= len([line for line in lines if "loss=" in line]) <= 22, lines
+    assert any("eval_accuracy=0.8" in line for line in lines) and lines[-1].startswith("step 691/691:")

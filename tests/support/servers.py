@@ -97,6 +97,7 @@ class MlflowServer:
     ``s3_endpoint``), behind the basic-auth app (its users in a second database). Restartable on its port."""
 
     def __init__(self, postgres: Postgres, artifacts: str, s3_endpoint: str, folder: Path, keys: dict) -> None:
+        self.postgres = postgres
         self.port = free_port()
         self.uri = f"http://127.0.0.1:{self.port}"
         self.folder = folder

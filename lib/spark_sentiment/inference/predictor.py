@@ -229,7 +229,11 @@ class Predictor:
     def __init__(self, model_dir: str | Path, options: PredictorOptions, gpu_address: str | None = None) -> None:
         import torch
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
+        from transformers.utils import logging as hf_logging
 
+        # Every Python worker of every executor loads the model: one "Loading weights" bar each would bury
+        # the job's own lines in the driver's and executors' logs (the driver's setting does not reach here).
+        hf_logging.disable_progress_bar()
         root = Path(model_dir)
         meta = json.loads((root / META_FILE).read_text())
         if options.threads:

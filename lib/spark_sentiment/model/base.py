@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from transformers import (
@@ -12,8 +13,11 @@ from transformers import (
     PreTrainedModel,
     PreTrainedTokenizerBase,
 )
+from transformers.utils import logging as hf_logging
 
 from ..core.errors import ModelError
+
+log = logging.getLogger(__name__)
 
 EMBEDDED = "embedded:all-MiniLM-L6-v2"
 TINY_RANDOM = "tiny-random"
@@ -78,16 +82,24 @@ def load_base(
         try:
             # never trust_remote_code: a hub repo's Python would run on the driver
             tokenizer = AutoTokenizer.from_pretrained(location, trust_remote_code=False)
-            model = AutoModelForSequenceClassification.from_pretrained(
-                location,
-                num_labels=len(labels),
-                id2label=id2label,
-                label2id=label2id,
-                use_safetensors=None,
-                trust_remote_code=False,
-            )
+            # transformers' load report lists the classification head as missing, which it always is for a
+            # base encoder; one line of ours says so instead of its table.
+            verbosity = hf_logging.get_verbosity()
+            hf_logging.set_verbosity_error()
+            try:
+                model = AutoModelForSequenceClassification.from_pretrained(
+                    location,
+                    num_labels=len(labels),
+                    id2label=id2label,
+                    label2id=label2id,
+                    use_safetensors=None,
+                    trust_remote_code=False,
+                )
+            finally:
+                hf_logging.set_verbosity(verbosity)
         except (OSError, ValueError) as exc:
             raise ModelError(f"model.base {base!r} could not be loaded: {exc}".splitlines()[0]) from exc
+        log.info("model.base %s: encoder loaded, a new classification head for %s", base, ", ".join(labels))
     position_limit = getattr(model.config, "max_position_embeddings", max_length)
     tokenizer.model_max_length = min(max_length, position_limit)
     return model, tokenizer

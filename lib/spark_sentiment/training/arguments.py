@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import os
 from typing import Any
 
@@ -101,9 +102,19 @@ class FinalEvaluationByPredictCallback(TrainerCallback):
 
 
 class LogLinesCallback(TrainerCallback):
-    """Each Trainer log (loss, learning rate, eval metrics, progress in steps) as one ``key=value`` line."""
+    """Trainer logs (loss, learning rate, eval metrics, progress in steps) as ``key=value`` lines: every
+    evaluation and the last step, and training losses at about ``lines`` evenly spaced steps (MLflow gets
+    every log as a curve point; a person reading the job's log wants the trend, not 70 lines of it)."""
+
+    def __init__(self, lines: int = 20) -> None:
+        self.lines = lines
 
     def on_log(self, args, state, control, logs=None, **kwargs):
-        if state.is_local_process_zero and logs:
+        if not (state.is_local_process_zero and logs):
+            return
+        every = max(1, math.ceil(state.max_steps / self.lines))
+        evaluation = any(k.startswith("eval_") for k in logs) or "train_runtime" in logs
+        crossed = state.global_step // every != (state.global_step - args.logging_steps) // every
+        if evaluation or crossed or state.global_step >= state.max_steps:
             values = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in logs.items())
             log.info("step %d/%d: %s", state.global_step, state.max_steps, values)
