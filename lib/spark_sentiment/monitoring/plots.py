@@ -8,16 +8,15 @@ from __future__ import annotations
 
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")  # no display on drivers and CI
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
+# Figures are built with matplotlib's object API, not pyplot: no backend is chosen or changed (a notebook that
+# imports this package keeps its inline plots) and nothing is held by pyplot's figure registry.
+from matplotlib.figure import Figure
 
 
 def training_curves(log_history: list[dict[str, Any]]) -> Figure:
     """Training loss per logged step, and eval loss/accuracy/F1 per evaluation (from ``Trainer.state``)."""
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    fig = Figure(figsize=(10, 4))
+    left, right = fig.subplots(1, 2)
     steps = [(h["step"], h["loss"]) for h in log_history if "loss" in h and "step" in h]
     evals = [h for h in log_history if "eval_loss" in h]
     if steps:
@@ -38,7 +37,8 @@ def training_curves(log_history: list[dict[str, Any]]) -> Figure:
 
 def confusion_matrix(matrix: list[list[int]], labels: list[str]) -> Figure:
     """Counts, rows = true label, columns = predicted label."""
-    fig, axis = plt.subplots(figsize=(4.5, 4))
+    fig = Figure(figsize=(4.5, 4))
+    axis = fig.subplots()
     image = axis.imshow(matrix, cmap="Blues")
     axis.set(xticks=range(len(labels)), yticks=range(len(labels)), xticklabels=labels, yticklabels=labels)
     axis.set(xlabel="predicted", ylabel="true", title="Confusion matrix")
@@ -52,7 +52,8 @@ def confusion_matrix(matrix: list[list[int]], labels: list[str]) -> Figure:
 
 
 def roc_curve(points: list[tuple[float, float]], auc: float) -> Figure:
-    fig, axis = plt.subplots(figsize=(4.5, 4))
+    fig = Figure(figsize=(4.5, 4))
+    axis = fig.subplots()
     axis.plot([p[0] for p in points], [p[1] for p in points], label=f"model (AUC {auc:.3f})")
     axis.plot([0, 1], [0, 1], "--", color="grey", label="chance")
     axis.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC curve")
@@ -63,7 +64,8 @@ def roc_curve(points: list[tuple[float, float]], auc: float) -> Figure:
 
 def calibration(bins: list[dict[str, float]]) -> Figure:
     """Mean predicted positive probability vs observed positive rate per probability bin."""
-    fig, axis = plt.subplots(figsize=(4.5, 4))
+    fig = Figure(figsize=(4.5, 4))
+    axis = fig.subplots()
     filled = [b for b in bins if b["count"]]
     axis.plot([b["mean_probability"] for b in filled], [b["positive_rate"] for b in filled], "o-", label="model")
     axis.plot([0, 1], [0, 1], "--", color="grey", label="perfectly calibrated")
@@ -75,7 +77,8 @@ def calibration(bins: list[dict[str, float]]) -> Figure:
 
 def score_histogram(histograms: dict[str, list[int]], bins: int) -> Figure:
     """P(positive) histogram per true label."""
-    fig, axis = plt.subplots(figsize=(5, 4))
+    fig = Figure(figsize=(5, 4))
+    axis = fig.subplots()
     edges = [i / bins for i in range(bins)]
     for label, counts in histograms.items():
         axis.bar(edges, counts, width=1 / bins, align="edge", alpha=0.5, label=f"true {label}")
@@ -83,7 +86,3 @@ def score_histogram(histograms: dict[str, list[int]], bins: int) -> Figure:
     axis.legend(loc="upper center")
     fig.tight_layout()
     return fig
-
-
-def close(fig: Figure) -> None:
-    plt.close(fig)

@@ -32,7 +32,6 @@ def _log_monitoring(log_history: list[dict], probabilities: np.ndarray, labels: 
     scoring runs compare with."""
     figure = plots.training_curves(log_history)
     mlflow.log_figure(figure, "plots/training_curves.png")
-    plots.close(figure)
     predicted = [labels[i] for i in probabilities.argmax(axis=1)]
     reference = distributions.from_arrays(predicted, probabilities.max(axis=1))
     mlflow.log_dict(reference, distributions.REFERENCE_ARTIFACT)

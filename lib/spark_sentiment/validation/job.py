@@ -130,7 +130,6 @@ def evaluate_model(
         mlflow.log_dict(result, "evaluation/metrics.json")
         for name, figure in figures.items():
             mlflow.log_figure(figure, name)
-            plots.close(figure)
         result["mlflow_run_id"] = run.info.run_id
     log.info("%s %s: %s", role, model.label, {k: round(result[k], 4) for k in SUMMARY_METRICS})
     return result
