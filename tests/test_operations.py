@@ -127,7 +127,8 @@ def test_without_a_spark_context_progress_and_row_counts_step_aside():
     """A Spark Connect session has no SparkContext in the client (``sparkContext`` raises what
     ``pyspark.sql.connect.session.SparkSession`` raises): no progress lines, no row counter, no error."""
     from pyspark.errors import PySparkAttributeError
-    from spark_sentiment.inference.engines import rows_counter
+    from spark_sentiment.inference.engines import task_reports
+    from spark_sentiment.inference.worker import Reports
     from spark_sentiment.scoring.progress import watch
 
     class ConnectLike:
@@ -139,4 +140,4 @@ def test_without_a_spark_context_progress_and_row_counts_step_aside():
 
     with watch(ConnectLike(), "scoring", 0.1) as samples:
         pass
-    assert samples == [] and rows_counter(ConnectLike()) is None
+    assert samples == [] and task_reports(ConnectLike()) == Reports()

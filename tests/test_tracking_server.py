@@ -94,6 +94,14 @@ def train(uri: str, labeled: str, name: str = NAME) -> dict:
     return json.loads(out.strip().splitlines()[-1])
 
 
+def scoring(spark, server, tmp_path, out: str, model_uri: str) -> ScoreJobConfig:
+    """A scoring job of six keyed reviews (a new Delta table) into ``out`` with ``model_uri`` from the server."""
+    source = str(tmp_path / "reviews")
+    spark.createDataFrame(key_rows(), KEY_SCHEMA).write.format("delta").save(source)
+    args = [f"input.path={source}", f"output.path={out}", "input.key_columns=[id]", f"model.uri={model_uri}"]
+    return load_config(ScoreJobConfig, None, [*args, EXACT, f"mlflow.tracking_uri={server.uri}"])
+
+
 def no_password_in_runs(server) -> None:
     """Neither a param nor a tag of any run the server holds carries the password."""
     for table in ("params", "tags"):
@@ -179,14 +187,8 @@ def test_the_executors_need_no_server(spark, team, labeled, tmp_path):
     """The model is resolved and shipped on the driver; the server is stopped before the write (where the
     executors load and run the model) and started again after it, for the run's report."""
     version = train(team.uri, labeled, name="Shipped")["model_version"]
-    source, out = str(tmp_path / "reviews"), str(tmp_path / "scored")
-    spark.createDataFrame(key_rows(), KEY_SCHEMA).write.format("delta").save(source)
-    cfg = load_config(
-        ScoreJobConfig,
-        None,
-        [f"input.path={source}", f"output.path={out}", "input.key_columns=[id]", "model.uri=models:/Shipped@champion"]
-        + [EXACT, f"mlflow.tracking_uri={team.uri}"],
-    )
+    out = str(tmp_path / "scored")
+    cfg = scoring(spark, team, tmp_path, out, "models:/Shipped@champion")
     seen = []
 
     def server_down(target) -> None:
@@ -199,18 +201,24 @@ def test_the_executors_need_no_server(spark, team, labeled, tmp_path):
 
 
 @pytest.mark.parametrize("case", ["unreachable", "wrong password"])
-def test_a_server_that_cannot_be_used_is_one_line_and_nothing_is_written(spark, team, labeled, tmp_path, case):
+def test_a_server_that_cannot_be_used_is_one_line_and_nothing_is_written(
+    spark, team, labeled, tmp_path, monkeypatch, case
+):
     port = team.port if case == "wrong password" else free_port()
     secret = "wrong-pass-4b1c" if case == "wrong password" else PASSWORD
     uri = f"http://{USER}:{secret}@127.0.0.1:{port}"
     source, out = str(tmp_path / "reviews"), str(tmp_path / "scored")
     spark.createDataFrame(key_rows(), KEY_SCHEMA).write.format("delta").save(source)
-    jobs = {
-        "train": (train_main, sets(f"data.path={labeled}", "model.base=tiny-random", f"registry.name={NAME}-x")),
-        "score": (score_main, sets(f"input.path={source}", f"output.path={out}", f"model.uri=models:/{NAME}@x")),
+    at = sets(f"mlflow.tracking_uri={uri}")
+    commands = {
+        "train": (train_main, sets(f"data.path={labeled}", "model.base=tiny-random", f"registry.name={NAME}-x") + at),
+        "score": (score_main, sets(f"input.path={source}", f"output.path={out}", f"model.uri=models:/{NAME}@x") + at),
+        "evaluate": (evaluate_main, sets(f"input.path={labeled}", f"models.candidate=models:/{NAME}@x") + at),
+        "sql": (sql_main, ["--function", f"models:/{NAME}@x", "SELECT 1"]),  # the URI from the environment
     }
-    for name, (main, args) in jobs.items():
-        code, stdout, err = call_main(main, args + sets(f"mlflow.tracking_uri={uri}"))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    for name, (main, args) in commands.items():
+        code, stdout, err = call_main(main, args)
         lines = [line for line in err.splitlines() if line.startswith("error:")]
         assert code == 2 and len(lines) == 1 and "Traceback" not in err, (name, err[-3000:])
         assert f"http://***@127.0.0.1:{port}" in lines[0], lines[0]
@@ -293,14 +301,8 @@ def test_two_trainings_register_at_once_and_scoring_records_the_version_it_resol
     other = next(v for v in registered if v != champion)
     client.set_registered_model_alias("Together", "candidate", other)
 
-    source, out = str(tmp_path / "reviews"), str(tmp_path / "scored")
-    spark.createDataFrame(key_rows(), KEY_SCHEMA).write.format("delta").save(source)
-    score = load_config(
-        ScoreJobConfig,
-        None,
-        [f"input.path={source}", f"output.path={out}", "input.key_columns=[id]", "model.uri=models:/Together@champion"]
-        + [EXACT, f"mlflow.tracking_uri={team.uri}"],
-    )
+    out = str(tmp_path / "scored")
+    score = scoring(spark, team, tmp_path, out, "models:/Together@champion")
     evaluation = load_config(
         EvaluateJobConfig,
         None,

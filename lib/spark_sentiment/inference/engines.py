@@ -16,7 +16,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from pyspark import Accumulator
 from pyspark.sql import Column, SparkSession
 from pyspark.sql import functions as F
 
@@ -86,12 +85,6 @@ def spark_context(spark: SparkSession):
         return spark.sparkContext
     except (AttributeError, NotImplementedError):  # Spark Connect raises PySparkAttributeError here
         return None
-
-
-def rows_counter(spark: SparkSession) -> Accumulator | None:
-    """An accumulator of texts scored (for progress lines); None where the session has no SparkContext."""
-    context = spark_context(spark)
-    return context.accumulator(0) if context is not None else None
 
 
 def mlflow_udf(spark: SparkSession, resolved: ResolvedModel, package: ModelPackage, options: PredictorOptions):
