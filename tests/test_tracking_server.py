@@ -50,8 +50,9 @@ ARTIFACTS = "mlflow-artifacts"
 
 @pytest.fixture(scope="module")
 def server(s3_endpoint, tmp_path_factory):
-    """PostgreSQL and ``mlflow server`` for this module; the session's MLflow URIs are restored after it."""
-    tracking, registry = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
+    """PostgreSQL and ``mlflow server`` for this module; the session's MLflow URIs are restored after it
+    (``set_registry_uri`` also exports ``$MLFLOW_REGISTRY_URI``, which the jobs read: it is restored too)."""
+    uris, registry_env = (mlflow.get_tracking_uri(), mlflow.get_registry_uri()), os.environ.get("MLFLOW_REGISTRY_URI")
     postgres = Postgres().start()
     mlflow_server = None
     try:
@@ -63,8 +64,12 @@ def server(s3_endpoint, tmp_path_factory):
         if mlflow_server is not None:
             mlflow_server.stop()
         postgres.stop()
-        mlflow.set_tracking_uri(tracking)
-        mlflow.set_registry_uri(registry)
+        mlflow.set_tracking_uri(uris[0])
+        mlflow.set_registry_uri(uris[1])
+        if registry_env is None:
+            os.environ.pop("MLFLOW_REGISTRY_URI", None)
+        else:
+            os.environ["MLFLOW_REGISTRY_URI"] = registry_env
 
 
 @pytest.fixture()
@@ -271,8 +276,7 @@ def test_a_server_crashing_during_the_final_logging_is_retried_to_a_complete_ver
     assert MlflowClient(team.uri, team.uri).get_run(trained["run_id"]).info.status == "FINISHED"
     versions = MlflowClient(team.uri, team.uri).search_model_versions("name = 'Restarted'")
     assert [str(v.version) for v in versions] == [trained["model_version"]]
-    mlflow.set_tracking_uri(team.uri)
-    mlflow.set_registry_uri(team.uri)
+    tracking.configure(MlflowSection(tracking_uri=team.uri))  # models:/ URIs resolve on the server
     model_files_complete(team, trained["model_uri"], tmp_path)
 
 
@@ -293,8 +297,7 @@ def test_two_trainings_register_at_once_and_scoring_records_the_version_it_resol
     registered = sorted(json.loads(out.strip().splitlines()[-1])["model_version"] for out, _ in results)
     assert registered == ["1", "2"]
     client = MlflowClient(team.uri, team.uri)
-    mlflow.set_tracking_uri(team.uri)
-    mlflow.set_registry_uri(team.uri)
+    tracking.configure(MlflowSection(tracking_uri=team.uri))  # models:/ URIs resolve on the server
     for version in registered:
         model_files_complete(team, f"models:/Together/{version}", tmp_path)
     champion = str(client.get_model_version_by_alias("Together", "champion").version)

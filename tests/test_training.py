@@ -182,7 +182,7 @@ def test_the_jobs_log_shows_about_twenty_training_lines_and_every_evaluation(cap
 
     callback, args = LogLinesCallback(), SimpleNamespace(logging_steps=10)
     with caplog.at_level("INFO", logger="spark_sentiment.training.arguments"):
-        for step in range(10, 700, 10):
+        for step in range(10, 701, 10):
             state = SimpleNamespace(is_local_process_zero=True, global_step=min(step, 691), max_steps=691)
             callback.on_log(args, state, None, logs={"loss": 0.5, "learning_rate": 1e-5})
             if step == 350:
