@@ -12,6 +12,7 @@ from spark_sentiment.scoring.config import ScoreJobConfig
 from spark_sentiment.training.config import TrainJobConfig
 from spark_sentiment.validation.config import EvaluateJobConfig
 from support.data import REPO
+from support.mlflow_uris import mlflow_uris_restored
 
 TRAIN_YAML = REPO / "conf" / "train.yaml"
 
@@ -239,15 +240,10 @@ def test_configure_uses_a_separate_registry_and_leaves_the_environment_alone(mon
 
     monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)
     tracking_store, registry_store = f"sqlite:///{tmp_path}/t.db", f"sqlite:///{tmp_path}/r.db"
-    before = (mlflow.get_tracking_uri(), mlflow.get_registry_uri())
-    try:
+    with mlflow_uris_restored():
         tracking.configure(MlflowSection(tracking_uri=tracking_store, registry_uri=registry_store, experiment="x"))
         assert (mlflow.get_tracking_uri(), mlflow.get_registry_uri()) == (tracking_store, registry_store)
         mlflow.MlflowClient().create_registered_model("OnlyInRegistry")
         assert mlflow.MlflowClient(registry_uri=registry_store).get_registered_model("OnlyInRegistry")
         assert (tmp_path / "r.db").exists()
         assert "MLFLOW_REGISTRY_URI" not in os.environ  # a later run in this process resolves afresh
-    finally:
-        mlflow.set_tracking_uri(before[0])
-        mlflow.set_registry_uri(before[1])
-        os.environ.pop("MLFLOW_REGISTRY_URI", None)

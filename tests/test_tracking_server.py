@@ -37,6 +37,7 @@ from spark_sentiment.validation.job import evaluate_and_promote
 from spark_sentiment.validation.job import main as evaluate_main
 from support.commands import call_main, sets
 from support.data import EXACT, IMDB, KEY_SCHEMA, REPO, key_rows, labeled_rows
+from support.mlflow_uris import mlflow_uris_restored
 from support.processes import PYTHON, free_port
 from support.servers import MlflowServer, Postgres
 from support.spark_conf import S3_BUCKET, S3_KEYS
@@ -50,26 +51,19 @@ ARTIFACTS = "mlflow-artifacts"
 
 @pytest.fixture(scope="module")
 def server(s3_endpoint, tmp_path_factory):
-    """PostgreSQL and ``mlflow server`` for this module; the session's MLflow URIs are restored after it
-    (``set_registry_uri`` also exports ``$MLFLOW_REGISTRY_URI``, which the jobs read: it is restored too)."""
-    uris, registry_env = (mlflow.get_tracking_uri(), mlflow.get_registry_uri()), os.environ.get("MLFLOW_REGISTRY_URI")
-    postgres = Postgres().start()
-    mlflow_server = None
-    try:
-        folder = tmp_path_factory.mktemp("mlflow-server")
-        mlflow_server = MlflowServer(postgres, f"s3://{S3_BUCKET}/{ARTIFACTS}", s3_endpoint, folder, S3_KEYS)
-        mlflow_server.start().create_user(USER, PASSWORD)
-        yield mlflow_server
-    finally:
-        if mlflow_server is not None:
-            mlflow_server.stop()
-        postgres.stop()
-        mlflow.set_tracking_uri(uris[0])
-        mlflow.set_registry_uri(uris[1])
-        if registry_env is None:
-            os.environ.pop("MLFLOW_REGISTRY_URI", None)
-        else:
-            os.environ["MLFLOW_REGISTRY_URI"] = registry_env
+    """PostgreSQL and ``mlflow server`` for this module; the session's MLflow URIs are restored after it."""
+    with mlflow_uris_restored():
+        postgres = Postgres().start()
+        mlflow_server = None
+        try:
+            folder = tmp_path_factory.mktemp("mlflow-server")
+            mlflow_server = MlflowServer(postgres, f"s3://{S3_BUCKET}/{ARTIFACTS}", s3_endpoint, folder, S3_KEYS)
+            mlflow_server.start().create_user(USER, PASSWORD)
+            yield mlflow_server
+        finally:
+            if mlflow_server is not None:
+                mlflow_server.stop()
+            postgres.stop()
 
 
 @pytest.fixture()
@@ -152,9 +146,9 @@ def test_train_score_evaluate_import_and_sql_over_http(spark, minilm_model, team
         assert PASSWORD not in stdout + err
         summary = json.loads(stdout.strip().splitlines()[-1])
         assert summary["model"] == f"{NAME}/1" and summary["rows_scored"] == 6, summary
-        outputs[(engine, mode)] = {r["id"]: r["text_sentiment"] for r in spark.read.format("delta").load(out).collect()}
-        models = {r["sentiment_model"] for r in spark.read.format("delta").load(out).collect()}
-        assert models == {f"{NAME}/1"}
+        rows = spark.read.format("delta").load(out).collect()
+        outputs[(engine, mode)] = {r["id"]: r["text_sentiment"] for r in rows}
+        assert {r["sentiment_model"] for r in rows} == {f"{NAME}/1"}
     assert len({json.dumps(v, sort_keys=True) for v in outputs.values()}) == 1  # the same labels every way
     runs = spark.read.format("delta").load(runs_table).collect()
     assert len(runs) == 3 and not [r for r in runs if PASSWORD in json.dumps(r.asDict(), default=str)]

@@ -14,6 +14,7 @@ import yaml
 from spark_sentiment.model.transfer import SOURCE_TAG, main
 from support.commands import call_main
 from support.data import NEGATIVE, POSITIVE
+from support.mlflow_uris import mlflow_uris_restored
 
 pytestmark = pytest.mark.slow
 
@@ -21,10 +22,8 @@ pytestmark = pytest.mark.slow
 @pytest.fixture
 def other_store(tmp_path):
     """A second MLflow store; the session's tracking and registry URIs are restored afterwards."""
-    tracking, registry = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
-    yield f"sqlite:///{tmp_path}/other/mlflow.db"
-    mlflow.set_tracking_uri(tracking)
-    mlflow.set_registry_uri(registry)
+    with mlflow_uris_restored():
+        yield f"sqlite:///{tmp_path}/other/mlflow.db"
 
 
 def test_an_exported_version_is_registered_in_another_store_with_its_labels(tiny_model, tmp_path, other_store):
