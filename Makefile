@@ -69,7 +69,7 @@ demo: install
 # PYTEST_ARGS="-n 4 --dist loadgroup" spreads it over pytest-xdist workers on bigger machines, the MiniLM
 # tests then share one worker).
 test: install
-	$(PY) -m pytest -m "not gpu and not soak" $(PYTEST_ARGS)
+	$(PY) -m pytest -m "not gpu and not soak and not runtimes" $(PYTEST_ARGS)
 
 soak: install
 	$(PY) -m pytest -m soak $(PYTEST_ARGS)
@@ -79,24 +79,23 @@ lint: install
 	$(VENV)/bin/ruff format --check lib jobs tests benchmarks docs runtimes
 
 test-fast: install
-	$(PY) -m pytest -m "not gpu and not slow and not soak" $(PYTEST_ARGS)
+	$(PY) -m pytest -m "not gpu and not slow and not soak and not runtimes" $(PYTEST_ARGS)
 
-# The runtime matrix (runtimes/matrix.py): a venv per managed runtime's package set, built once into .runtimes/
-# (uv hard-links shared wheels between them), the wheel installed on top, the core path end to end through the
-# console entry points, and the model move from latest into Fabric 1.3's MLflow; one table of profile x step.
-# RUNTIMES="fabric-1.3 latest" runs some (CI does, with MOVE_MODEL=tiny); MATRIX_JOBS profiles run side by side
-# (on 2 cores one at a time is as fast: each job keeps both busy).
+# The runtime matrix (tests/test_runtime_matrix.py, marker `runtimes`): a venv per managed runtime's package
+# set, built once into .runtimes/ (uv hard-links shared wheels between them), the wheel installed on top, the
+# core path end to end through the console entry points, and the model move from latest into Fabric 1.3's
+# MLflow; one test per profile and step, and a table of profile x step at the end. RUNTIMES="fabric-1.3 latest"
+# runs some (CI does, with MOVE_MODEL=tiny). One profile at a time: on 2 cores each job keeps both busy.
 RUNTIMES ?=
-MATRIX_JOBS ?= 1
 MOVE_MODEL ?= minilm
 MOVE_REVIEWS ?= 500
 MOVE ?= $(if $(RUNTIMES),$(if $(and $(filter latest,$(RUNTIMES)),$(filter fabric-1.3,$(RUNTIMES))),latest:fabric-1.3),latest:fabric-1.3)
+MATRIX := $(PY) -m pytest -m runtimes tests/test_runtime_matrix.py --runtimes "$(RUNTIMES)"
 runtime-venvs: install
-	$(PY) runtimes/matrix.py --venv-only $(RUNTIMES)
+	$(MATRIX) -k test_venv
 
 test-runtimes: install
-	$(PY) runtimes/matrix.py --jobs $(MATRIX_JOBS) $(if $(MOVE),--move $(MOVE) --move-model $(MOVE_MODEL) \
-	    --move-reviews $(MOVE_REVIEWS)) $(RUNTIMES)
+	$(MATRIX) -v --move "$(MOVE)" --move-model $(MOVE_MODEL) --move-reviews $(MOVE_REVIEWS) $(PYTEST_ARGS)
 
 clean:
 	rm -rf data .pytest_cache

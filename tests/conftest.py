@@ -25,8 +25,9 @@ from support.processes import PYTHON, free_port, wait_for_port
 from support.spark_conf import S3_BUCKET, S3_KEYS, SESSION_JVM, SHORT_LIVED_JVM, SMALL_DATA_CONF, s3a_conf
 from support.tables import keyed_source
 
-# The standalone cluster's and Spark Connect's session fixtures (their processes run in the background).
-pytest_plugins = ["out_of_process"]
+# The standalone cluster's and Spark Connect's session fixtures (their processes run in the background), and
+# the runtime matrix's options, fixtures and table (make test-runtimes).
+pytest_plugins = ["out_of_process", "runtime_matrix"]
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist's loadgroup reads the xdist_group marks

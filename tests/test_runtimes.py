@@ -4,16 +4,15 @@ runtime matrix's business (``make test-runtimes``; CI runs Fabric 1.3 and latest
 
 from __future__ import annotations
 
-import sys
+import subprocess
 import tomllib
 
 import pytest
 from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
+from support import runtimes as matrix
 from support.data import REPO
-
-sys.path.insert(0, str(REPO / "runtimes"))
-import matrix  # noqa: E402
+from support.processes import PYTHON
 
 PROFILES = matrix.profile_names()
 REQUIRED = [
@@ -124,7 +123,7 @@ def test_latest_is_the_tested_set():
 
 
 def test_the_matrix_table_names_the_cpu_and_every_cell():
-    runs = {"a": {"venv": ("ok", 1.0, ""), "train": ("FAIL", 2.5, "boom")}, "b": {"venv": ("ok", 0.1, "")}}
+    runs = {"a": {"venv": ("ok", 1.0), "train": ("FAIL", 2.5)}, "b": {"venv": ("ok", 0.1)}}
     text = matrix.table(runs)
     assert "| train" in text and "FAIL 2.5s" in text and "ok 0.1s" in text
     assert text.splitlines()[-1].rstrip().endswith("-  |") or "| -" in text  # b never trained: a dash
@@ -140,3 +139,31 @@ def test_a_connect_client_older_than_spark_4_is_refused_with_the_reason(monkeypa
     assert connect_client_problem() is None
     monkeypatch.delattr(DataFrame, "localCheckpoint")
     assert "has no DataFrame.localCheckpoint" in connect_client_problem()
+
+
+def collect(*args: str) -> tuple[int, list[str]]:
+    """Test ids pytest collects from the runtime matrix with ``args`` (nothing runs)."""
+    command = [PYTHON, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", *args]
+    command.append(str(REPO / "tests" / "test_runtime_matrix.py"))
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=120)
+    return result.returncode, [line.split("::", 1)[1] for line in result.stdout.splitlines() if "::" in line]
+
+
+def test_the_runtime_matrix_is_one_test_per_profile_and_step_and_make_test_leaves_it_out():
+    """What CI selects: each step of each profile its own test, in the path's order, and the move's steps, all
+    under the marker ``make test`` excludes."""
+    code, ids = collect("-m", "runtimes", "--runtimes", "fabric-1.3 latest", "--move", "latest:fabric-1.3")
+    assert code == 0, ids
+    for profile in ("fabric-1.3", "latest"):
+        mine = [i for i in ids if f"[{profile}" in i]
+        assert mine[:4] == [f"test_{s}[{profile}]" for s in ("venv", "install", "train", "ingest")]
+        assert f"test_merge[{profile}-mlflow]" in mine and f"test_connect_score[{profile}]" in mine
+    assert ids.index("test_connect_score[fabric-1.3]") < ids.index("test_venv[latest]")  # a profile at a time
+    assert "test_move_labels_in_target[latest:fabric-1.3-mlflow]" in ids
+    assert len(ids) == 2 * 17 + 7
+    import test_runtime_matrix
+
+    assert test_runtime_matrix.pytestmark == pytest.mark.runtimes
+    assert 'not runtimes"' in next(line for line in (REPO / "Makefile").open() if "-m pytest -m" in line)
+    with pytest.raises(ValueError, match="no runtime profile 'fabric-9'"):
+        matrix.load_profile("fabric-9")
