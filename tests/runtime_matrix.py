@@ -69,6 +69,11 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # no --move: the move's tests have an empty parameter set; they are left out, not reported as skipped
+    unasked = [item for item in items if not isinstance(parameter(item, "move_spec", ""), str)]
+    if unasked:
+        config.hook.pytest_deselected(items=unasked)
+        items[:] = [item for item in items if item not in unasked]
     if "runtimes" in (config.option.markexpr or ""):
         return
     skip = pytest.mark.skip(reason="the runtime matrix runs with -m runtimes (make test-runtimes)")
@@ -149,16 +154,22 @@ def ingested(trained: Lane) -> Lane:
 # --- the table ----------------------------------------------------------------------------------------------
 
 
+def parameter(item: pytest.Item, name: str, default=None):
+    callspec = getattr(item, "callspec", None)
+    return callspec.params.get(name, default) if callspec else default
+
+
 def cell(item: pytest.Item) -> tuple[str, str] | None:
     """``(column, step)`` of a matrix test: the profile (or the move), and the test's name with its engine."""
-    params = getattr(item, "callspec", None)
-    if not item.get_closest_marker("runtimes") or params is None:
+    if not item.get_closest_marker("runtimes"):
         return None
-    column = params.params.get("profile_name") or "move " + params.params.get("move_spec", "?")
+    profile, move = parameter(item, "profile_name"), parameter(item, "move_spec")
+    if profile is None and move is None:
+        return None
+    column = profile or f"move {move}"
     step = item.originalname.removeprefix("test_").replace("_", " ")
-    if "engine" in params.params:
-        step += f":{params.params['engine']}"
-    return column, step
+    engine = parameter(item, "engine")
+    return column, f"{step}:{engine}" if engine else step
 
 
 @pytest.hookimpl(hookwrapper=True)
