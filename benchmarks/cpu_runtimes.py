@@ -187,10 +187,9 @@ def pt2e_int8(model, calibration_ids, example, pad_id, kept: str | None, alpha: 
     return compiled_forward(torch.compile(convert_pt2e(prepared)), autocast=True)
 
 
-def exported(args, model, tokenizer, window, batches, pad_id, calibration_texts, record) -> None:
+def exported(args, model, tokenizer, batches, pad_id, calibration_ids, record) -> None:
     """ONNX Runtime and OpenVINO on the model exported to ONNX (fp32) and its static int8 QDQ version."""
     import torch
-    from spark_sentiment.model.window import encode
 
     with tempfile.TemporaryDirectory() as tmp:
         fp32_path, int8_path = Path(tmp) / "model.onnx", Path(tmp) / "model-int8.onnx"
@@ -211,8 +210,6 @@ def exported(args, model, tokenizer, window, batches, pad_id, calibration_texts,
         import onnxruntime as ort
         from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
         from spark_sentiment.model.window import pad
-
-        calibration_ids = encode(tokenizer, calibration_texts, window)
 
         class Reader(CalibrationDataReader):
             def __init__(self):
@@ -316,6 +313,7 @@ def main() -> None:
     texts, truth = test["text"].iloc[sample].tolist(), test["label"].to_numpy()[sample]
     train = pd.read_parquet(f"{args.imdb.rstrip('/')}/train.parquet")
     calibration_texts = train["text"].sample(args.calibration, random_state=7).tolist()
+    calibration_ids = encode(tokenizer, calibration_texts, window)
     token_ids = encode(tokenizer, texts, window)
     batches = batches_of(token_ids, args.batch)
     pad_id = tokenizer.pad_token_id or 0
@@ -361,7 +359,6 @@ def main() -> None:
     record("torch bf16", torch_forward(torch.bfloat16), 0.0)
 
     if "torch-compiled" in families:
-        calibration_ids = encode(tokenizer, calibration_texts, window)
         first = pad([token_ids[i] for i in batches[0]], pad_id)
         started = time.perf_counter()
         compiled = compiled_forward(
@@ -392,7 +389,7 @@ def main() -> None:
         record("torch inductor bf16 (frozen, static shapes)", bucketed, time.perf_counter() - started, note)
 
     if {"onnxruntime", "openvino"} & set(families):
-        exported(args, model, tokenizer, window, batches, pad_id, calibration_texts, record)
+        exported(args, model, tokenizer, batches, pad_id, calibration_ids, record)
 
     machine = machine_info()
     Path(args.out).write_text(json.dumps({"machine": machine, "model": args.model, "rows": rows}, indent=1))

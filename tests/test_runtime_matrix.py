@@ -50,11 +50,11 @@ def test_install(installed, record_property):
 
 
 def test_train(trained: Lane, record_property):
-    record_property("note", trained.once("train", lambda: ""))
+    record_property("note", trained.steps["train"])  # run by the fixture
 
 
 def test_ingest(ingested: Lane, record_property):
-    record_property("note", ingested.once("ingest", lambda: ""))
+    record_property("note", ingested.steps["ingest"])  # run by the fixture
 
 
 def overwrite(lane: Lane, engine: str) -> str:
@@ -291,8 +291,12 @@ class Move:
             self.trained()
         else:
             self.imported()
-        lane.once("ingest", lambda: ingest(lane, "move_reviews", self.reviews))
+        self.landed(lane)
         return lane.once(f"score:{engine}", lambda: self._score(lane, engine))
+
+    def landed(self, lane: Lane) -> str:
+        """The reviews both sides score, in the Delta table ``move_reviews`` of ``lane``."""
+        return lane.once("ingest", lambda: ingest(lane, "move_reviews", self.reviews))
 
     def _score(self, lane: Lane, engine: str) -> str:
         summary = last_json(
@@ -393,7 +397,7 @@ def test_move_labels_in_target(move: Move, engine: str, record_property):
 def test_move_pyfunc_in_target(move: Move, record_property):
     """``mlflow.pyfunc`` of the imported version in the target, on the source's reviews."""
     move.imported()
-    move.scored(move.target, "native")  # lands the reviews in the target
+    move.landed(move.target)
     rows = sql(move.target, "SELECT review_id, text FROM move_reviews")
     texts = move.target.scratch / "texts.json"
     texts.write_text(json.dumps(rows))

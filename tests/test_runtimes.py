@@ -10,11 +10,11 @@ import tomllib
 import pytest
 from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
-from support import runtimes as matrix
+from support import runtimes
 from support.data import REPO
 from support.processes import PYTHON
 
-PROFILES = matrix.profile_names()
+PROFILES = runtimes.profile_names()
 REQUIRED = [
     "fabric-1.3",
     "fabric-2.0",
@@ -55,7 +55,7 @@ def test_the_runtimes_the_issue_names_have_profiles():
 
 @pytest.mark.parametrize("name", PROFILES)
 def test_profile_is_complete_and_cites_its_source(name):
-    profile = matrix.load_profile(name)
+    profile = runtimes.load_profile(name)
     data = profile.data
     assert data["name"] == name
     for key in ("platform", "runtime", "source", "python", "java", "spark"):
@@ -78,16 +78,16 @@ def test_profile_is_complete_and_cites_its_source(name):
 def test_the_wheel_ranges_accept_the_runtime_as_it_is(name):
     """What pip checks first: every requirement of the wheel (and of [spark], [mlflow]) that names a package
     of the profile accepts the profile's version, and the profile's Python is one the wheel takes."""
-    profile = matrix.load_profile(name)
+    profile = runtimes.load_profile(name)
     meta = project()
     assert SpecifierSet(meta["requires-python"]).contains(f"{profile.data['python']}.0")
     requirements = [Requirement(r) for r in meta["dependencies"]]
     requirements += [Requirement(r) for r in meta["optional-dependencies"]["spark"]]
-    pins = {matrix.canonical(n): v for n, v in profile.pins.items()}
+    pins = {runtimes.canonical(n): v for n, v in profile.pins.items()}
     refused = [
-        f"{req} refuses {pins[matrix.canonical(req.name)]}"
+        f"{req} refuses {pins[runtimes.canonical(req.name)]}"
         for req in requirements
-        if matrix.canonical(req.name) in pins and not req.specifier.contains(pins[matrix.canonical(req.name)], True)
+        if runtimes.canonical(req.name) in pins and not req.specifier.contains(pins[runtimes.canonical(req.name)], True)
     ]
     assert not refused, f"{name}: {refused}"
 
@@ -98,7 +98,7 @@ def test_delta_jars_for_each_profile_are_the_ones_maven_has():
     coordinates = {
         name: delta_maven_coordinate(p.data["spark"], p.data["delta"])
         for name in PROFILES
-        if (p := matrix.load_profile(name)).data.get("delta")
+        if (p := runtimes.load_profile(name)).data.get("delta")
     }
     assert coordinates["fabric-1.3"] == "io.delta:delta-spark_2.12:3.2.1"
     assert coordinates["databricks-16.4-lts-ml"] == "io.delta:delta-spark_2.12:3.2.0"
@@ -114,20 +114,20 @@ def test_latest_is_the_tested_set():
     for line in (REPO / "constraints.txt").read_text().splitlines():
         if "==" in line and not line.startswith("#"):
             package, version = line.split("==")
-            pins[matrix.canonical(package)] = version
-    latest = matrix.load_profile("latest")
+            pins[runtimes.canonical(package)] = version
+    latest = runtimes.load_profile("latest")
     differ = {
-        n: (v, pins.get(matrix.canonical(n))) for n, v in latest.pins.items() if pins.get(matrix.canonical(n)) != v
+        n: (v, pins.get(runtimes.canonical(n))) for n, v in latest.pins.items() if pins.get(runtimes.canonical(n)) != v
     }
     assert not differ, differ
 
 
 def test_the_matrix_table_names_the_cpu_and_every_cell():
     runs = {"a": {"venv": ("ok", 1.0), "train": ("FAIL", 2.5)}, "b": {"venv": ("ok", 0.1)}}
-    text = matrix.table(runs)
+    text = runtimes.table(runs)
     assert "| train" in text and "FAIL 2.5s" in text and "ok 0.1s" in text
     assert text.splitlines()[-1].rstrip().endswith("-  |") or "| -" in text  # b never trained: a dash
-    assert matrix.cpu_model()
+    assert runtimes.cpu_model()
 
 
 def test_a_connect_client_older_than_spark_4_is_refused_with_the_reason(monkeypatch):
@@ -141,19 +141,14 @@ def test_a_connect_client_older_than_spark_4_is_refused_with_the_reason(monkeypa
     assert "has no DataFrame.localCheckpoint" in connect_client_problem()
 
 
-def collect(*args: str) -> tuple[int, list[str]]:
-    """Test ids pytest collects from the runtime matrix with ``args`` (nothing runs)."""
-    command = [PYTHON, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", *args]
-    command.append(str(REPO / "tests" / "test_runtime_matrix.py"))
-    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=120)
-    return result.returncode, [line.split("::", 1)[1] for line in result.stdout.splitlines() if "::" in line]
-
-
 def test_the_runtime_matrix_is_one_test_per_profile_and_step_and_make_test_leaves_it_out():
     """What CI selects: each step of each profile its own test, in the path's order, and the move's steps, all
     under the marker ``make test`` excludes."""
-    code, ids = collect("-m", "runtimes", "--runtimes", "fabric-1.3 latest", "--move", "latest:fabric-1.3")
-    assert code == 0, ids
+    command = [PYTHON, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", "-m", "runtimes"]
+    command += ["--runtimes", "fabric-1.3 latest", "--move", "latest:fabric-1.3", "tests/test_runtime_matrix.py"]
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    ids = [line.split("::", 1)[1] for line in result.stdout.splitlines() if "::" in line]
     for profile in ("fabric-1.3", "latest"):
         mine = [i for i in ids if f"[{profile}" in i]
         assert mine[:4] == [f"test_{s}[{profile}]" for s in ("venv", "install", "train", "ingest")]
@@ -166,4 +161,4 @@ def test_the_runtime_matrix_is_one_test_per_profile_and_step_and_make_test_leave
     assert test_runtime_matrix.pytestmark == pytest.mark.runtimes
     assert 'not runtimes"' in next(line for line in (REPO / "Makefile").open() if "-m pytest -m" in line)
     with pytest.raises(ValueError, match="no runtime profile 'fabric-9'"):
-        matrix.load_profile("fabric-9")
+        runtimes.load_profile("fabric-9")

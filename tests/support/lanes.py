@@ -57,16 +57,7 @@ class Lane:
 
     def once(self, name: str, body: Callable[[], str]) -> str:
         """Run step ``name`` unless it ran in this lane: its note, or its failure raised again."""
-        if name not in self.steps:
-            try:
-                self.steps[name] = body() or ""
-            except BaseException as exc:
-                self.steps[name] = exc
-                raise
-        outcome = self.steps[name]
-        if isinstance(outcome, BaseException):
-            raise StepFailed(f"{self.profile.name}: step {name!r}, which this one needs, failed: {outcome}")
-        return outcome
+        return remembered(self.steps, name, lambda: body() or "", f"{self.profile.name}: step {name!r}")
 
     def env(self, remote: bool = False) -> dict[str, str]:
         keep = ("HOME", "USER", "LANG", "LC_ALL", "TERM", "JAVA_HOME", "TMPDIR", "PYENV_ROOT")
@@ -179,8 +170,8 @@ class Runtimes:
         return self.folders if self.keep else []
 
 
-def remembered(memo: dict[str, Any], key: str, make: Callable[[], Any]) -> Any:
-    """``make()`` once per key; a failure is kept and raised again to whoever asks next."""
+def remembered(memo: dict[str, Any], key: str, make: Callable[[], Any], what: str | None = None) -> Any:
+    """``make()`` once per key; a failure is kept and raised again (as ``what`` failed) to whoever asks next."""
     if key not in memo:
         try:
             memo[key] = make()
@@ -188,7 +179,7 @@ def remembered(memo: dict[str, Any], key: str, make: Callable[[], Any]) -> Any:
             memo[key] = exc
             raise
     if isinstance(memo[key], BaseException):
-        raise StepFailed(f"{key}: failed earlier in this run: {memo[key]}")
+        raise StepFailed(f"{what or key}: failed earlier in this run: {memo[key]}")
     return memo[key]
 
 
