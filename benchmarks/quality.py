@@ -353,11 +353,12 @@ def measure_model(args) -> None:
     machine = machine_info()
     rows["machine"] = machine
     rows["aggregation"] = sentence_predictor.aggregation.to_dict() if sentence_predictor.aggregation else None
-    rows["temperature"] = predictor.temperature
+    rows["temperature"] = predictor.temperature.to_dict()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / f"quality_{args.tag}.json").write_text(json.dumps(rows, indent=1))
-    print(f"\n{resolved.label}: labels {labels}, temperature {predictor.temperature:.3f}")
+    low, high = predictor.temperature.per_row([20, 512])
+    print(f"\n{resolved.label}: labels {labels}, temperature {low:.3f} at 20 tokens, {high:.3f} at 512")
     print(f"{machine['cpu']}, {machine['cores']} cores, fp32\n")
     print("| set | rows | accuracy | macro-F1 | binary accuracy (pos vs neg) | NEUTRAL share | ECE |")
     print("|---|---:|---:|---:|---:|---:|---:|")

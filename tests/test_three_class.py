@@ -13,6 +13,7 @@ from pyspark.sql import functions as F
 from spark_sentiment.config import load_config
 from spark_sentiment.core.errors import DataError
 from spark_sentiment.inference.sentences import sentence_spans
+from spark_sentiment.model.window import Temperature
 from spark_sentiment.scoring.config import ScoreJobConfig
 from spark_sentiment.scoring.job import main as score_main
 from spark_sentiment.scoring.job import score_table
@@ -77,6 +78,8 @@ def test_training_from_two_sources_records_calibration_and_the_sentence_rule(thr
     path = mlflow.artifacts.download_artifacts(f"models:/{THREE}/{summary['model_version']}")
     config = json.loads(open(f"{path}/model/config.json").read())
     assert config["spark_sentiment_temperature"] == pytest.approx(calibration["temperature"], rel=1e-3)
+    recorded = Temperature.of_config(config).to_dict()
+    assert recorded == pytest.approx(calibration["temperature_by_length"], rel=1e-3, abs=1e-3)
     assert config["spark_sentiment_sentence_aggregation"]["clear"] == rule["clear"]
 
 

@@ -25,7 +25,7 @@ from ..core.errors import ModelError
 from ..core.paths import data_dir
 from ..model.flavor import AGREEMENT_METADATA_KEY
 from ..model.registry import ResolvedModel
-from ..model.window import CODE_MODULE, Window, temperature_of
+from ..model.window import CODE_MODULE, Temperature, Window
 from .precision import AGREEMENT_KEY
 from .predictor import META_FILE, recorded_window
 from .sentences import AGGREGATION_ATTRIBUTE
@@ -41,7 +41,10 @@ class ModelPackage:
     window_recorded: bool  # False: a model logged without one (its pyfunc reads the head, MLflow's own loader)
 
 
-PACKAGE_FORMAT = 4  # part of the cache key: 2 added the recorded window, 3 the bf16 agreement, 4 the temperature
+# Part of the cache key, raised whenever sentiment_meta.json changes what it holds (a package built by an earlier
+# format lacks what this code reads): 2 the recorded window, 3 the bf16 agreement, 4 the temperature, 5 its
+# dependence on length.
+PACKAGE_FORMAT = 5
 
 
 def _mlmodel(root: Path, uri: str) -> dict:
@@ -135,7 +138,7 @@ def build_package(
                 "max_length": int(min(tokenizer_config.get("model_max_length", positions), positions)),
                 "max_position_embeddings": positions,
                 "window": _recorded_window(flavors),
-                "temperature": temperature_of(config),  # calibration fitted at training (1: none)
+                "temperature": Temperature.of_config(config).to_dict(),  # calibration fitted at training
                 "aggregation": config.get(AGGREGATION_ATTRIBUTE),  # sentence granularity's rule (None: not fitted)
                 # bf16/fp32 label agreement measured at training: lets precision auto consider bf16 on CPUs
                 AGREEMENT_KEY: (mlmodel.get("metadata") or {}).get(AGREEMENT_METADATA_KEY),

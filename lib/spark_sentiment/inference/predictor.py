@@ -26,7 +26,7 @@ import pandas as pd
 from ..config.sections import PredictorSection
 from ..core.errors import ModelError
 from ..model.compat import dtype_argument
-from ..model.window import Window, encode, pad, special_tokens
+from ..model.window import Temperature, Window, encode, pad, special_tokens
 from .precision import (
     AGREEMENT_KEY,
     Agreement,
@@ -180,21 +180,20 @@ def length_batches(lengths: np.ndarray, rows: int, tokens: int | None = None) ->
     return out
 
 
-def run_batches(
+def run_logits(
     model,
     token_ids: list[list[int]],
     batches: list[np.ndarray],
     pad_id: int,
-    temperature: float,
     labels: int,
     progress: Progress | None = None,
 ) -> np.ndarray:
-    """``softmax(logits / temperature)`` of every text (rows x labels, float32), one padded forward pass per
-    batch of indices; ``progress(rows)`` after each. On a GPU model, the batches are copied through pinned
-    memory so the copy overlaps with the previous batch's compute."""
+    """The logits of every text (rows x labels, float32), one padded forward pass per batch of indices;
+    ``progress(rows)`` after each. On a GPU model, the batches are copied through pinned memory so the copy
+    overlaps with the previous batch's compute."""
     import torch
 
-    probabilities = np.zeros((len(token_ids), labels), dtype=np.float32)
+    logits = np.zeros((len(token_ids), labels), dtype=np.float32)
     device = next(model.parameters()).device
     on_gpu = device.type != "cpu"
     # Widest batch first: each later batch's activations fit in blocks the earlier ones freed. In ascending
@@ -206,11 +205,26 @@ def run_batches(
             ids_t = ids_t.pin_memory().to(device, non_blocking=True)
             mask_t = mask_t.pin_memory().to(device, non_blocking=True)
         with torch.inference_mode():
-            logits = model(input_ids=ids_t, attention_mask=mask_t).logits
-        probabilities[chunk] = torch.softmax(logits.float() / temperature, dim=-1).cpu().numpy()
+            logits[chunk] = model(input_ids=ids_t, attention_mask=mask_t).logits.float().cpu().numpy()
         if progress is not None:
             progress(len(chunk))
-    return probabilities
+    return logits
+
+
+def run_batches(
+    model,
+    token_ids: list[list[int]],
+    batches: list[np.ndarray],
+    pad_id: int,
+    temperature: Temperature,
+    labels: int,
+    progress: Progress | None = None,
+) -> np.ndarray:
+    """Every label's calibrated probability per text (rows x labels, float32): :func:`run_logits` divided by
+    each text's temperature (by its token count) before the softmax."""
+    logits = run_logits(model, token_ids, batches, pad_id, labels, progress)
+    lengths = np.fromiter((len(t) for t in token_ids), dtype=np.int64, count=len(token_ids))
+    return temperature.probabilities(logits, lengths)
 
 
 class Predictor:
@@ -265,7 +279,7 @@ class Predictor:
         self.dtype = torch_dtype(self.choice.chosen)
         self.id2label = {int(k): v for k, v in meta["id2label"].items()}
         self.labels = [self.id2label[i] for i in range(len(self.id2label))]
-        self.temperature = float(meta.get("temperature") or 1.0)  # fitted at training (1: not calibrated)
+        self.temperature = Temperature.from_dict(meta.get("temperature"))  # fitted at training (1: not calibrated)
         self.aggregation = None
         if options.granularity == "sentence":
             self.aggregation = sentence_rule(meta, self.labels)

@@ -73,9 +73,9 @@ def log_pipeline(
 
     ``cpu_bf16`` (``{"agreement", "rows"}``: how often bf16 labels equal fp32 labels on the eval sample, on
     a CPU) is recorded too: scoring's ``precision: auto`` considers bf16 on CPUs only with it.
-    ``calibration`` (temperature, ECE before and after, rows) goes into the MLmodel metadata for people and
-    tools; the temperature itself travels in the model's ``config.json`` (:data:`.window.TEMPERATURE_ATTRIBUTE`),
-    where the engines and the pyfunc read it.
+    ``calibration`` (temperature by length, ECE before and after, rows) goes into the MLmodel metadata for
+    people and tools; the temperature itself travels in the model's ``config.json``
+    (:meth:`.window.Temperature.config_attributes`), where the engines and the pyfunc read it.
 
     Returns
     -------

@@ -18,6 +18,7 @@ import time; torch and mlflow only inside the functions that need them.
 from __future__ import annotations
 
 import inspect
+import math
 import sys
 from dataclasses import dataclass, replace
 from typing import Any, Mapping, Optional, Sequence
@@ -31,19 +32,81 @@ CODE_MODULE = "spark_sentiment_window"  # this file's name inside a logged model
 # pathological multi-megabyte text costs no more than a long review. A WordPiece/SentencePiece token of
 # ordinary text is far shorter; a cut inside a word only changes tokens that are dropped anyway.
 CHARS_PER_TOKEN = 32
-# The model config attribute (config.json) holding the temperature fitted at training: logits are divided by
-# it before the softmax, so probabilities are calibrated; the label never changes. Absent: 1.
+# The model config attributes (config.json) holding the calibration fitted at training: logits are divided by
+# a temperature before the softmax, so probabilities are calibrated; the label never changes. The first holds
+# the temperature at the reference length (the whole temperature when the second is absent); the second how it
+# changes with the number of tokens a text is read as (:class:`Temperature`). Both absent: 1.
 TEMPERATURE_ATTRIBUTE = "spark_sentiment_temperature"
+TEMPERATURE_LENGTH_ATTRIBUTE = "spark_sentiment_temperature_length"
+INVERSE_TEMPERATURE_RANGE = (0.05, 20.0)  # 1/T is kept inside this, whatever the length
 
 
-def temperature_of(config: Any) -> float:
-    """The calibration temperature a transformers model config (or its ``config.json`` dict) records."""
-    value = (
-        config.get(TEMPERATURE_ATTRIBUTE)
-        if isinstance(config, Mapping)
-        else getattr(config, TEMPERATURE_ATTRIBUTE, None)
-    )
-    return float(value) if value else 1.0
+@dataclass(frozen=True)
+class Temperature:
+    """The calibration temperature of a text read as ``n`` tokens (special tokens included):
+    ``1 / T(n) = 1 / value + slope * ln(clip(n, low, high) / reference)``.
+
+    A model is surer of itself on a long review than on a short sentence, and not by the same factor as it is
+    right: one temperature fitted on a mix of reviews and sentences softens the reviews too much and the
+    sentences too little. The inverse temperature is linear in the log length, so the fit stays a convex
+    problem (:func:`..monitoring.calibration.fit_temperature_by_length`); lengths are clipped to those the fit
+    saw, so it never extrapolates. ``slope`` 0 is plain temperature scaling (Guo et al. 2017).
+    """
+
+    value: float = 1.0
+    slope: float = 0.0
+    reference: float = 64.0
+    low: int = 1
+    high: int = 1 << 20
+
+    def __post_init__(self) -> None:
+        if not (self.value > 0 and math.isfinite(self.value) and math.isfinite(self.slope)):
+            raise ValueError(f"temperature must be positive and finite, got value={self.value} slope={self.slope}")
+        if not 0 < self.low <= self.high or not self.reference > 0:
+            raise ValueError(f"temperature lengths must satisfy 0 < low <= high and reference > 0, got {self}")
+
+    def per_row(self, lengths: Any) -> np.ndarray:
+        """The temperature of each text, from its token count (float64)."""
+        lengths = np.clip(np.asarray(lengths, dtype=np.float64), self.low, self.high)
+        inverse = 1.0 / self.value + self.slope * np.log(lengths / self.reference)
+        return 1.0 / np.clip(inverse, *INVERSE_TEMPERATURE_RANGE)
+
+    def probabilities(self, logits: Any, lengths: Any) -> np.ndarray:
+        """``softmax(logits / T(n))`` row by row (float32), ``lengths`` each row's token count."""
+        scaled = np.asarray(logits, dtype=np.float64) / self.per_row(lengths)[:, None]
+        exp = np.exp(scaled - scaled.max(axis=1, keepdims=True))
+        return (exp / exp.sum(axis=1, keepdims=True)).astype(np.float32)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "value": float(self.value),
+            "slope": float(self.slope),
+            "reference": float(self.reference),
+            "low": int(self.low),
+            "high": int(self.high),
+        }
+
+    @classmethod
+    def from_dict(cls, value: Any) -> Temperature:
+        """From :meth:`to_dict`'s form, or a bare number (a length-free temperature); None or 0: 1."""
+        if isinstance(value, Mapping):
+            return cls(**{key: value[key] for key in ("value", "slope", "reference", "low", "high") if key in value})
+        return cls(float(value)) if value else cls()
+
+    def config_attributes(self) -> dict[str, Any]:
+        """The model config attributes that record this temperature (:meth:`of_config` reads them back)."""
+        length = None if self.slope == 0 else {key: v for key, v in self.to_dict().items() if key != "value"}
+        return {TEMPERATURE_ATTRIBUTE: float(self.value), TEMPERATURE_LENGTH_ATTRIBUTE: length}
+
+    @classmethod
+    def of_config(cls, config: Any) -> Temperature:
+        """The temperature a transformers model config (or its ``config.json`` dict) records."""
+
+        def read(name: str) -> Any:
+            return config.get(name) if isinstance(config, Mapping) else getattr(config, name, None)
+
+        value, length = read(TEMPERATURE_ATTRIBUTE), read(TEMPERATURE_LENGTH_ATTRIBUTE)
+        return cls.from_dict({"value": float(value) if value else 1.0, **(length or {})})
 
 
 def source() -> str:
@@ -196,7 +259,7 @@ class WindowedClassifier:
         tokenizer, model = self.pipeline.tokenizer, self.pipeline.model
         token_ids = encode(tokenizer, texts, self.window)
         order = np.argsort([len(t) for t in token_ids], kind="stable")
-        temperature = temperature_of(model.config)
+        temperature = Temperature.of_config(model.config)
         id2label = model.config.id2label
         every = np.zeros((len(texts), len(id2label)), dtype=np.float32)
         for start in range(0, len(order), self.batch_size):
@@ -207,7 +270,8 @@ class WindowedClassifier:
                     input_ids=torch.from_numpy(ids).to(model.device),
                     attention_mask=torch.from_numpy(mask).to(model.device),
                 ).logits
-            every[rows] = torch.softmax(logits.float() / temperature, dim=-1).cpu().numpy()
+            lengths = mask.sum(axis=1)
+            every[rows] = temperature.probabilities(logits.float().cpu().numpy(), lengths)
         best = every.argmax(axis=1)
         names = [id2label[i] for i in range(len(id2label))]
         return pd.DataFrame(

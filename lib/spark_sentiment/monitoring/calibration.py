@@ -2,8 +2,11 @@
 
 Temperature scaling (Guo et al. 2017, *On Calibration of Modern Neural Networks*) divides the logits by one
 scalar ``T`` fitted on held-out rows by minimising their negative log-likelihood; the predicted label never
-changes, only how sure the model says it is. The training job fits ``T`` on its eval rows and records it with
-the model; scoring divides by it before the softmax.
+changes, only how sure the model says it is. :func:`fit_temperature_by_length` lets ``T`` depend on how many
+tokens a text is read as (:class:`..model.window.Temperature`): a model trained on short sentences and long
+reviews at once is over-confident on the first and under-confident on the second. The training job fits it on
+its eval rows, read as scoring reads them, and records it with the model; scoring divides by it before the
+softmax.
 """
 
 from __future__ import annotations
@@ -12,13 +15,16 @@ import math
 
 import numpy as np
 
+from ..model.window import INVERSE_TEMPERATURE_RANGE, Temperature
+
 ECE_BINS = 15  # equal-width confidence bins, as in Guo et al.
 TEMPERATURE_RANGE = (0.05, 20.0)
 
 
-def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
-    """Row-wise softmax of ``logits / temperature`` (float64)."""
-    scaled = np.asarray(logits, dtype=np.float64) / temperature
+def softmax(logits: np.ndarray, temperature: float | np.ndarray = 1.0) -> np.ndarray:
+    """Row-wise softmax of ``logits / temperature`` (float64; ``temperature`` one number or one per row)."""
+    temperature = np.asarray(temperature, dtype=np.float64)
+    scaled = np.asarray(logits, dtype=np.float64) / (temperature[:, None] if temperature.ndim else temperature)
     exp = np.exp(scaled - scaled.max(axis=1, keepdims=True))
     return exp / exp.sum(axis=1, keepdims=True)
 
@@ -78,3 +84,57 @@ def binned_calibration_error(confidence: np.ndarray, correct: np.ndarray, bins: 
         if rows.any():
             error += rows.sum() / total * abs(float(np.mean(correct[rows])) - float(np.mean(confidence[rows])))
     return float(error)
+
+
+def fit_temperature_by_length(
+    logits: np.ndarray, labels: np.ndarray, lengths: np.ndarray, iterations: int = 50
+) -> Temperature:
+    """The :class:`~..model.window.Temperature` (inverse temperature linear in the log token count) that
+    minimises the NLL of ``labels``; ``lengths`` is each row's token count as scoring reads it.
+
+    The NLL is convex in each row's inverse temperature and that is affine in the two parameters, so Newton's
+    method with a backtracking line search finds the one minimum. Lengths that hardly vary (one source, or
+    texts all cut to the window) leave the slope undetermined: plain :func:`fit_temperature` then.
+    """
+    logits = np.asarray(logits, dtype=np.float64)
+    labels = np.asarray(labels, dtype=np.int64)
+    lengths = np.maximum(np.asarray(lengths, dtype=np.float64), 1.0)
+    scalar = Temperature(fit_temperature(logits, labels))
+    if len(labels) < 2 or np.std(np.log(lengths)) < 0.1:
+        return scalar
+    reference = float(np.exp(np.mean(np.log(lengths))))  # centres x, so the two parameters hardly correlate
+    x = np.log(lengths / reference)
+    true = logits[np.arange(len(labels)), labels]
+    features = np.stack([np.ones_like(x), x], axis=1)
+
+    def loss(theta: np.ndarray) -> float:
+        inverse = np.clip(features @ theta, *INVERSE_TEMPERATURE_RANGE)[:, None]
+        scaled = logits * inverse
+        top = scaled.max(axis=1)
+        return float(np.mean(top + np.log(np.exp(scaled - top[:, None]).sum(axis=1)) - inverse[:, 0] * true))
+
+    theta = np.array([1.0 / scalar.value, 0.0])
+    current = loss(theta)
+    for _ in range(iterations):
+        inverse = np.clip(features @ theta, *INVERSE_TEMPERATURE_RANGE)
+        p = np.exp(logits * inverse[:, None] - (logits * inverse[:, None]).max(axis=1, keepdims=True))
+        p /= p.sum(axis=1, keepdims=True)
+        mean = (p * logits).sum(axis=1)
+        gradient = features.T @ (mean - true) / len(labels)  # d NLL / d inverse = E_p[z] - z_true
+        curvature = (p * logits**2).sum(axis=1) - mean**2  # d2 NLL / d inverse2 = Var_p[z] >= 0
+        hessian = (features * curvature[:, None]).T @ features / len(labels) + 1e-9 * np.eye(2)
+        step = np.linalg.solve(hessian, gradient)
+        scale = 1.0
+        while scale > 1e-4 and loss(theta - scale * step) > current:
+            scale /= 2
+        if scale <= 1e-4:
+            break
+        theta = theta - scale * step
+        improved, current = current - loss(theta), loss(theta)
+        if improved < 1e-12:
+            break
+    if not current < negative_log_likelihood(logits, labels, scalar.value):
+        return scalar
+    low, high = int(lengths.min()), int(math.ceil(lengths.max()))
+    base = 1.0 / float(np.clip(theta[0], *INVERSE_TEMPERATURE_RANGE))
+    return Temperature(value=base, slope=float(theta[1]), reference=reference, low=low, high=high)

@@ -91,9 +91,8 @@ def build_trainer(
 
 
 class FinalEvaluationByPredictCallback(TrainerCallback):
-    """Skips the evaluation after the last epoch: ``fit`` predicts the eval set right after training (for
-    the logits the reference distribution and confusion matrix need) and logs those metrics as the final
-    evaluation point, so the eval set is not run through the model twice in a row."""
+    """Skips the evaluation after the last epoch: ``fit`` predicts the eval set right after training and logs
+    those metrics as the final evaluation point, so the eval set is not run through the model twice in a row."""
 
     def on_epoch_end(self, args, state, control, **kwargs):
         if state.global_step >= state.max_steps:

@@ -9,16 +9,14 @@ backport or a release between the ones we test takes the path its API has.
 | warm-up as a ratio | ``warmup_ratio`` | ``warmup_ratio`` | ``warmup_steps=<float < 1>`` |
 | length-grouped batches | ``group_by_length=True`` | ``group_by_length=True`` | ``train_sampling_strategy`` |
 | the tokenizer handed to the Trainer | ``tokenizer=`` | ``processing_class=`` | ``processing_class=`` |
-| eval batches under length grouping | in order | in order | grouped by length too (reordered) |
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import inspect
 import typing
-from typing import Any, Iterator
+from typing import Any
 
 from transformers import Trainer, TrainingArguments
 
@@ -53,17 +51,3 @@ def tokenizer_argument(tokenizer: Any) -> dict[str, Any]:
     if "processing_class" in inspect.signature(Trainer.__init__).parameters:
         return {"processing_class": tokenizer}
     return {"tokenizer": tokenizer}
-
-
-@contextlib.contextmanager
-def predictions_in_order(args: TrainingArguments) -> Iterator[None]:
-    """``Trainer.predict`` returns rows in the dataset's order inside this block: transformers 5 samples eval
-    batches by length when training does, so predictions would not line up with their rows."""
-    grouped = getattr(args, "train_sampling_strategy", None) == "group_by_length"
-    if grouped:
-        args.train_sampling_strategy = "random"  # what the eval sampler reads; training is over
-    try:
-        yield
-    finally:
-        if grouped:
-            args.train_sampling_strategy = "group_by_length"

@@ -13,8 +13,6 @@ import logging
 import os
 from typing import Any
 
-import numpy as np
-
 from ..model.base import load_base
 from .fit import Fitted
 
@@ -39,7 +37,6 @@ def _process_main(cfg: Any, train: dict[str, list], evaluation: dict[str, list])
         payload = {
             "weights": save(weights),
             "log_history": fitted.log_history,
-            "logits": np.asarray(fitted.logits).tolist(),
             "metrics": fitted.metrics,
             "world_size": world,
         }
@@ -83,4 +80,4 @@ def fit_distributed(cfg: Any, train_ds: Any, eval_ds: Any):
         values = {k: float(v) for k, v in entry.items() if isinstance(v, (int, float)) and k not in ("step",)}
         mlflow.log_metrics(values, step=int(entry.get("step", 0)))
     mlflow.log_param("world_size", result["world_size"])
-    return Fitted(model, tokenizer, result["log_history"], np.asarray(result["logits"]), result["metrics"])
+    return Fitted(model, tokenizer, result["log_history"], result["metrics"])

@@ -7,14 +7,12 @@ import tempfile
 from dataclasses import dataclass
 from typing import Any, Optional
 
-import numpy as np
 from datasets import Dataset
 
 from ..inference.precision import PrecisionChoice
 from ..model.base import load_base
 from ..model.window import encode
 from .arguments import build_trainer
-from .compat import predictions_in_order
 from .config import TrainJobConfig
 from .precision import resolve_precision
 
@@ -26,7 +24,6 @@ class Fitted:
     model: Any
     tokenizer: Any
     log_history: list[dict]
-    logits: np.ndarray
     metrics: dict[str, float]
     precision: Optional[PrecisionChoice] = None  # how train.precision was chosen (None: not known here)
 
@@ -54,7 +51,6 @@ def fit(cfg: TrainJobConfig, train_ds: Dataset, eval_ds: Dataset, report_to: lis
         trainer.train()
         # the last epoch's evaluation (skipped in training, see FinalEvaluationByPredictCallback): the same
         # eval_* metrics at the last step, in log_history and for every report_to integration
-        with predictions_in_order(trainer.args):  # calibration pairs each prediction with its row
-            final = trainer.predict(eval_tok, metric_key_prefix="eval")
+        final = trainer.predict(eval_tok, metric_key_prefix="eval")
         trainer.log(dict(final.metrics))
-    return Fitted(trainer.model, tokenizer, trainer.state.log_history, final.predictions, final.metrics, precision)
+    return Fitted(trainer.model, tokenizer, trainer.state.log_history, final.metrics, precision)

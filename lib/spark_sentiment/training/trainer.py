@@ -14,9 +14,9 @@ from ..config.loader import to_flat_dict
 from ..core.redaction import config_params, scrub
 from ..core.session import is_local
 from ..inference import sentences
-from ..inference.predictor import length_batches, run_batches
+from ..inference.predictor import length_batches, run_batches, run_logits
 from ..model import flavor, registry, tracking
-from ..model.window import TEMPERATURE_ATTRIBUTE, special_tokens
+from ..model.window import Temperature, encode, special_tokens
 from ..monitoring import calibration, distributions, plots
 from .config import TrainJobConfig
 from .data import TrainingData, TrainingSources, load_training_data
@@ -37,23 +37,58 @@ def _log_monitoring(log_history: list[dict], probabilities: np.ndarray, labels: 
     mlflow.log_dict(reference, distributions.REFERENCE_ARTIFACT)
 
 
-def calibrate(model: Any, logits: np.ndarray, data: TrainingData) -> dict[str, Any]:
-    """Fit the temperature on the eval rows, record it in the model's config, and measure: ECE before and
-    after, and accuracy per source (logged as metrics). Returns the calibration record."""
+def scoring_logits(cfg: TrainJobConfig, model: Any, tokenizer: Any, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """The trained model's logits of ``texts`` read as scoring reads them (the scoring window, not the training
+    one: a review cut to 128 tokens for training is read at 512 when scored), and each text's token count."""
+    window = cfg.scoring_window().clamp(int(getattr(model.config, "max_position_embeddings", 512)))
+    token_ids = encode(tokenizer, texts, window)
+    lengths = np.fromiter((len(t) for t in token_ids), dtype=np.int64, count=len(token_ids))
+    model.eval()
+    # batches of short texts as wide as the fitting passes' sentences, long reviews fewer rows at a time
+    batches = length_batches(lengths, cfg.sentences.batch_size, cfg.sentences.batch_size * 128)
+    logits = run_logits(model, token_ids, batches, tokenizer.pad_token_id or 0, len(cfg.model.labels))
+    return logits, lengths
+
+
+def calibrate(model: Any, logits: np.ndarray, lengths: np.ndarray, data: TrainingData) -> dict[str, Any]:
+    """Fit the temperature (by token count) on the eval rows' scoring logits, record it in the model's config,
+    and measure: ECE before and after, and accuracy per source (logged as metrics). Returns the calibration
+    record."""
     truth = np.asarray(data.eval["label"], dtype=np.int64)
-    temperature = calibration.fit_temperature(logits, truth)
-    setattr(model.config, TEMPERATURE_ATTRIBUTE, temperature)
+    temperature = calibration.fit_temperature_by_length(logits, truth, lengths)
+    for name, value in temperature.config_attributes().items():
+        setattr(model.config, name, value)
     before = calibration.expected_calibration_error(calibration.softmax(logits), truth)
-    after = calibration.expected_calibration_error(calibration.softmax(logits, temperature), truth)
-    record = {"temperature": round(temperature, 4), "ece_before": round(before, 4), "ece": round(after, 4)}
-    record["rows"] = int(len(truth))
-    mlflow.log_metrics({"temperature": temperature, "eval_ece_uncalibrated": before, "eval_ece": after})
+    after = calibration.expected_calibration_error(temperature.probabilities(logits, lengths), truth)
+    low, high = temperature.per_row([lengths.min(), lengths.max()])
+    record = {
+        "temperature": round(temperature.value, 4),
+        "temperature_by_length": {key: round(value, 4) for key, value in temperature.to_dict().items()},
+        "temperature_range": [round(float(low), 4), round(float(high), 4)],  # at the shortest and longest row
+        "ece_before": round(before, 4),
+        "ece": round(after, 4),
+        "rows": int(len(truth)),
+    }
+    mlflow.log_metrics(
+        {
+            "temperature": temperature.value,
+            "temperature_slope": temperature.slope,
+            "eval_ece_uncalibrated": before,
+            "eval_ece": after,
+        }
+    )
     sources = np.asarray(data.eval_sources)
     if len(set(data.eval_sources)) > 1:
         correct = logits.argmax(axis=1) == truth
-        per_source = {name: float(correct[sources == name].mean()) for name in dict.fromkeys(data.eval_sources)}
+        probabilities = temperature.probabilities(logits, lengths)
+        names = list(dict.fromkeys(data.eval_sources))
+        per_source = {name: float(correct[sources == name].mean()) for name in names}
         mlflow.log_metrics({tracking.metric_name(f"eval_accuracy.{name}"): v for name, v in per_source.items()})
         record["accuracy_per_source"] = {name: round(value, 4) for name, value in per_source.items()}
+        ece = calibration.expected_calibration_error
+        record["ece_per_source"] = {
+            name: round(ece(probabilities[sources == name], truth[sources == name]), 4) for name in names
+        }
     return record
 
 
@@ -74,7 +109,7 @@ def fit_sentence_rule(
     plan = sentences.plan_sentences(tokenizer, texts, window.max_length - len(prefix) - len(suffix), prefix, suffix)
     lengths = np.fromiter((len(p) for p in plan.pieces), dtype=np.int64, count=len(plan.pieces))
     batches = length_batches(lengths, cfg.sentences.batch_size)
-    temperature = float(getattr(model.config, TEMPERATURE_ATTRIBUTE))
+    temperature = Temperature.of_config(model.config)
     model.eval()
     piece_p = run_batches(model, plan.pieces, batches, tokenizer.pad_token_id or 0, temperature, len(labels))
     sentence_p = plan.sentence_probabilities(piece_p)
@@ -160,8 +195,9 @@ def train_and_register(
         metrics = {"accuracy": fitted.metrics["eval_accuracy"], "f1": fitted.metrics["eval_f1"]}
         mlflow.log_metrics({"final_accuracy": metrics["accuracy"], "final_f1": metrics["f1"]})
         model, tokenizer = fitted.model, fitted.tokenizer
-        calibrated = calibrate(model, fitted.logits, data)
-        probabilities = calibration.softmax(fitted.logits, calibrated["temperature"])
+        logits, lengths = scoring_logits(cfg, model, tokenizer, list(eval_ds["text"]))
+        calibrated = calibrate(model, logits, lengths, data)
+        probabilities = Temperature.of_config(model.config).probabilities(logits, lengths)
         _log_monitoring(fitted.log_history, probabilities, cfg.model.labels)
         sentence_rule = fit_sentence_rule(cfg, model, tokenizer, data, probabilities)
         pipe = flavor.build_pipeline(model, tokenizer, cfg.model.pipeline_batch_size)
