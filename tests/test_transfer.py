@@ -6,11 +6,15 @@ move across releases (latest -> Fabric 1.3's MLflow 2.12 and transformers 4.37) 
 from __future__ import annotations
 
 import json
+import shutil
 
 import mlflow
 import pandas as pd
 import pytest
 import yaml
+from spark_sentiment.inference.engines import checked_package
+from spark_sentiment.inference.package import META_FILE
+from spark_sentiment.model.registry import resolve_model
 from spark_sentiment.model.transfer import SOURCE_TAG, main
 from support.commands import call_main
 from support.data import NEGATIVE, POSITIVE
@@ -84,3 +88,31 @@ def test_a_missing_source_is_named(tmp_path, other_store):
         main, ["import", str(tmp_path / "nowhere"), "--name", "M", "--tracking-uri", other_store]
     )
     assert code == 2 and err.strip().splitlines()[-1] == f"error: model source {tmp_path / 'nowhere'}: no such folder"
+
+
+def test_the_same_name_and_version_in_two_registries_are_two_packages(tiny_model, tmp_path, other_store):
+    # dev and prod registries both hold Twin/1, different models: scoring against one after the other (one
+    # driver, one package cache) must package each registry's own, never the one cached first
+    export = tmp_path / "export"
+    mlflow.artifacts.download_artifacts(artifact_uri=tiny_model["model_uri"], dst_path=str(export))
+    recalibrated = tmp_path / "recalibrated"
+    shutil.copytree(export, recalibrated)
+    config_file = recalibrated / "model" / "config.json"
+    config = json.loads(config_file.read_text())
+    config.update({"spark_sentiment_temperature": 2.5, "spark_sentiment_temperature_length": None})
+    config_file.write_text(json.dumps(config))
+    (tmp_path / "other").mkdir()
+    dev = f"sqlite:///{tmp_path}/dev.db"
+    for store, folder in ((dev, export), (other_store, recalibrated)):
+        code, _, err = call_main(main, ["import", str(folder), "--name", "Twin", "--tracking-uri", store])
+        assert code == 0, err[-3000:]
+    packaged = {}
+    for store in (dev, other_store):  # (set_registry_uri exports $MLFLOW_REGISTRY_URI, which imports would read)
+        mlflow.set_tracking_uri(store)
+        mlflow.set_registry_uri(store)
+        resolved = resolve_model("models:/Twin/1")
+        package = checked_package(resolved)
+        meta = json.loads((package.local_dir / META_FILE).read_text())
+        packaged[store] = (package.local_dir, meta["temperature"]["value"])
+    assert packaged[other_store][1] == 2.5 and packaged[dev][1] != 2.5
+    assert packaged[other_store][0] != packaged[dev][0]

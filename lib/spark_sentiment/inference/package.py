@@ -98,7 +98,8 @@ def _check_weights(model_dir: Path, uri: str, allow_pickle: bool) -> None:
 def build_package(
     resolved: ResolvedModel, cache_root: Path | None = None, allow_pickle_weights: bool = False
 ) -> ModelPackage:
-    """Download the model once and lay out (and zip) the package; cached by the concrete URI.
+    """Download the model once and lay out (and zip) the package; cached by the concrete URI and the
+    version's artifact source (two registries' ``Name/1`` are different models).
 
     Raises
     ------
@@ -107,7 +108,8 @@ def build_package(
         ``allow_pickle_weights``).
     """
     cache_root = cache_root or data_dir() / "model_cache"
-    digest = hashlib.sha256(f"{resolved.uri} format={PACKAGE_FORMAT}".encode()).hexdigest()[:12]
+    key = f"{resolved.uri} source={resolved.source} format={PACKAGE_FORMAT}"  # source: one registry's, not another's
+    digest = hashlib.sha256(key.encode()).hexdigest()[:12]
     safe = "".join(ch if ch.isalnum() else "_" for ch in resolved.label)[:60]
     name = f"{safe}-{digest}"
     target = cache_root / name

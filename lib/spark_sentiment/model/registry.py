@@ -24,6 +24,10 @@ class ResolvedModel:
     uri: str  # concrete: models:/Name/<version>, models:/m-<id>, runs:/... or a local path
     name: str | None = None
     version: str | None = None
+    # A registered version's artifact source as its registry records it (a run's artifact URI, or a logged
+    # model's models:/m-<id>): unique across registries, where Name/<version> is not (dev and prod both hold
+    # SentimentAnalysis/1), so it keys the package cache beside ``uri``.
+    source: str | None = None
 
     @property
     def label(self) -> str:
@@ -48,9 +52,8 @@ def version_for_request(name: str, request_id: str) -> ResolvedModel | None:
     model does not exist yet). Tags are compared here, not in the filter: not every registry searches tags."""
     for found in MlflowClient().search_model_versions(f"name = '{name}'"):
         if (found.tags or {}).get(REQUEST_TAG) == request_id:
-            return ResolvedModel(
-                f"models:/{name}/{found.version}", f"models:/{name}/{found.version}", name, str(found.version)
-            )
+            concrete = f"models:/{name}/{found.version}"
+            return ResolvedModel(concrete, concrete, name, str(found.version), getattr(found, "source", None))
     return None
 
 
@@ -86,7 +89,8 @@ def resolve_model(uri: str) -> ResolvedModel:
                 found = client.get_model_version(name, version)
             else:
                 raise ModelError(f"model URI {uri}: version must be a number, 'latest' or @alias")
-            return ResolvedModel(uri, f"models:/{name}/{found.version}", name, str(found.version))
+            concrete = f"models:/{name}/{found.version}"
+            return ResolvedModel(uri, concrete, name, str(found.version), getattr(found, "source", None))
         if parsed.kind == "run":
             client.get_run(parsed.run_id)
             return ResolvedModel(uri, uri)
