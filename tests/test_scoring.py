@@ -258,6 +258,7 @@ def test_every_model_uri_form_resolves_to_a_concrete_model(tiny_model):
     by_alias = resolve_model("models:/TinySentiment@champion")
     assert by_alias.uri == f"models:/TinySentiment/{tiny_model['model_version']}"
     assert by_alias.label == f"TinySentiment/{tiny_model['model_version']}"
+    assert by_alias.source == version.source  # the registry's own record: part of the package cache key
     assert int(resolve_model("models:/TinySentiment/latest").version) >= int(tiny_model["model_version"])
     for uri in (version.source, f"runs:/{tiny_model['run_id']}/model"):  # models:/m-<id> and runs:/
         resolved = resolve_model(uri)
