@@ -29,9 +29,10 @@ def softmax(logits: np.ndarray, temperature: float | np.ndarray = 1.0) -> np.nda
     return exp / exp.sum(axis=1, keepdims=True)
 
 
-def negative_log_likelihood(logits: np.ndarray, labels: np.ndarray, temperature: float) -> float:
-    """Mean NLL of the true labels under ``softmax(logits / temperature)``."""
-    scaled = np.asarray(logits, dtype=np.float64) / temperature
+def negative_log_likelihood(logits: np.ndarray, labels: np.ndarray, temperature: float | np.ndarray) -> float:
+    """Mean NLL of the true labels under ``softmax(logits / temperature)`` (one temperature or one per row)."""
+    temperature = np.asarray(temperature, dtype=np.float64)
+    scaled = np.asarray(logits, dtype=np.float64) / (temperature[:, None] if temperature.ndim else temperature)
     top = scaled.max(axis=1, keepdims=True)
     log_norm = top[:, 0] + np.log(np.exp(scaled - top).sum(axis=1))
     return float(np.mean(log_norm - scaled[np.arange(len(labels)), labels]))
@@ -107,18 +108,17 @@ def fit_temperature_by_length(
     true = logits[np.arange(len(labels)), labels]
     features = np.stack([np.ones_like(x), x], axis=1)
 
+    def per_row(theta: np.ndarray) -> np.ndarray:  # each row's temperature
+        return 1.0 / np.clip(features @ theta, *INVERSE_TEMPERATURE_RANGE)
+
     def loss(theta: np.ndarray) -> float:
-        inverse = np.clip(features @ theta, *INVERSE_TEMPERATURE_RANGE)[:, None]
-        scaled = logits * inverse
-        top = scaled.max(axis=1)
-        return float(np.mean(top + np.log(np.exp(scaled - top[:, None]).sum(axis=1)) - inverse[:, 0] * true))
+        return negative_log_likelihood(logits, labels, per_row(theta))
 
     theta = np.array([1.0 / scalar.value, 0.0])
     current = loss(theta)
     for _ in range(iterations):
-        inverse = np.clip(features @ theta, *INVERSE_TEMPERATURE_RANGE)
-        p = np.exp(logits * inverse[:, None] - (logits * inverse[:, None]).max(axis=1, keepdims=True))
-        p /= p.sum(axis=1, keepdims=True)
+        temperature = per_row(theta)
+        p = softmax(logits, temperature)
         mean = (p * logits).sum(axis=1)
         gradient = features.T @ (mean - true) / len(labels)  # d NLL / d inverse = E_p[z] - z_true
         curvature = (p * logits**2).sum(axis=1) - mean**2  # d2 NLL / d inverse2 = Var_p[z] >= 0
@@ -130,8 +130,8 @@ def fit_temperature_by_length(
         if scale <= 1e-4:
             break
         theta = theta - scale * step
-        improved, current = current - loss(theta), loss(theta)
-        if improved < 1e-12:
+        improved, current = current, loss(theta)
+        if improved - current < 1e-12:
             break
     if not current < negative_log_likelihood(logits, labels, scalar.value):
         return scalar
