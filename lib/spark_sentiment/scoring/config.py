@@ -187,6 +187,11 @@ class ScoreJobConfig:
     spark: SparkSection = dataclasses.field(default_factory=SparkSection)
     report: ReportSection = dataclasses.field(default_factory=ReportSection)
 
+    def table_write(self) -> str:
+        """How rows reach the output table: ``stream.write`` (append or merge) in stream mode, else
+        ``output.mode``."""
+        return self.stream.write if self.output.mode == "stream" else self.output.mode
+
     def validate(self, prefix: str) -> None:
         require(self.progress_seconds >= 0, "progress_seconds", f"must be >= 0, got {self.progress_seconds}")
         if self.output.mode == "stream":

@@ -79,9 +79,8 @@ def score_table(
     require_columns(df.columns, cfg.input.key_columns, where, what="key column")
     check_output_columns(df.columns, cfg.input.text_columns, score.granularity)
     # Table features, append-only, column names: what the output could not take fails before scoring.
-    write_mode = cfg.stream.write if cfg.output.mode == "stream" else cfg.output.mode
     existed = check_output(
-        spark, target, df.columns + added_columns(cfg.input.text_columns, score.granularity), write_mode
+        spark, target, df.columns + added_columns(cfg.input.text_columns, score.granularity), cfg.table_write()
     )
     planned = label_columns(df, score, resolved.label, cfg.input.text_columns).schema  # analysed, not run
     added = planned_columns(spark, target, planned, cfg) if existed else []  # checked now, added at the write

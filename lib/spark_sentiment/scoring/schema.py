@@ -39,7 +39,7 @@ def planned_columns(spark: SparkSession, target: TableRef, planned: StructType, 
         rewrites rows in place, or a contract column of another type.
     """
     granularity = cfg.score.granularity
-    mode = cfg.stream.write if cfg.output.mode == "stream" else cfg.output.mode
+    mode = cfg.table_write()
     if mode != "overwrite":
         present = {f.name.lower() for f in read_target(spark, target).schema.fields}
         stale = [c for c in other_granularity_columns(cfg.input.text_columns, granularity) if c.lower() in present]
