@@ -111,12 +111,27 @@ def test_score_config_needs_exactly_one_input_and_keys_for_merge():
         ("output.max_retries=99", r"'output.max_retries' must be in \[0, 20\]"),
         ("output.table=db.t; DROP TABLE x", "'output.table' must be a table name"),
         ("input.key_columns=[id, id]", "'input.key_columns' has duplicates"),
+        ("score.runtime=onnx", "'score.runtime' must be one of auto, torch, openvino"),
     ],
 )
 def test_score_write_options_are_validated(override, message):
     with pytest.raises(ConfigError, match=message):
         output = [] if override.startswith("output.table") else ["output.path=/tmp/o"]
         load_config(ScoreJobConfig, None, ["input.path=/tmp/i", *output, override])
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        (["score.device=cuda", "score.runtime=openvino"], "'score.runtime' openvino runs on the CPU"),
+        (["score.precision=int8", "score.runtime=torch"], "'score.precision' int8 is OpenVINO's, on the CPU"),
+        (["score.precision=int8", "score.device=cuda"], "'score.precision' int8 is OpenVINO's"),
+        (["score.int8_min_agreement=1.5"], r"'score.int8_min_agreement' must be in \[0, 1\], got 1.5"),
+    ],
+)
+def test_openvino_and_int8_settings_are_checked(settings, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(ScoreJobConfig, None, ["input.path=/tmp/i", "output.path=/tmp/o", *settings])
 
 
 def test_batch_id_is_refused_with_incremental():

@@ -1,8 +1,8 @@
 """The runtime matrix: each managed runtime's own package set (``runtimes/<name>.toml``) in a venv built once
-and cached, the wheel installed on top without ``[spark]`` (Spark, Delta and MLflow are the runtime's), a
-check that pip changed none of the runtime's packages, then the core path end to end through the console
-entry points in that venv, each command a cold process as a scheduler runs it; and a model moved from one
-runtime's MLflow into another's. Fixtures, options and the profile x step table: ``tests/runtime_matrix.py``.
+and cached, the wheel installed on top without ``[spark]`` (Spark, Delta and MLflow are the runtime's) and with
+``[openvino]``, a check that pip changed none of the runtime's packages, then the core path end to end through
+the console entry points in that venv, each command a cold process as a scheduler runs it; and a model moved
+from one runtime's MLflow into another's. Fixtures, options and the profile x step table: ``tests/runtime_matrix.py``.
 
 One test per step and profile (``test_merge[fabric-1.3-mlflow]``); a step that builds on another (a merge on
 the table an overwrite wrote) asks for it through ``Lane.once``, so any selection runs what it needs, once.
@@ -130,8 +130,9 @@ def test_sql(ingested: Lane, record_property):
 
 
 def stream(lane: Lane) -> str:
-    """output.mode stream (availableNow, MERGE on the key, precision auto: the probe on this runtime's torch),
-    then a rerun from the same checkpoint that finds nothing new."""
+    """output.mode stream (availableNow, MERGE on the key, precision auto: the probe on this runtime's torch and
+    OpenVINO's graph converted from it, which the install added), then a rerun from the same checkpoint that
+    finds nothing new."""
     checkpoint = lane.scratch / "checkpoints" / "streamed"
     checkpoint.parent.mkdir(parents=True, exist_ok=True)
     args = sets(
@@ -148,6 +149,8 @@ def stream(lane: Lane) -> str:
     batches = (first.get("stream") or {}).get("batches_committed")
     expect(first["status"] == "succeeded" and first["rows_in"] == REVIEWS and batches == 1, f"stream: {first}")
     expect(bool(first.get("precision")), f"no precision choice reported: {first}")
+    probed = {name for p in first["precision"] for name in p["rows_per_s"]}
+    expect(any(n.startswith("openvino-") for n in probed), f"OpenVINO was not a probe candidate: {first['precision']}")
     again = last_json(lane.job("score", *args))
     expect(again["status"] == "up_to_date" and again["rows_in"] == 0, f"stream rerun: {again}")
     chosen = ", ".join(f"{p['chosen']} ({p['reason'][:40]})" for p in first["precision"])

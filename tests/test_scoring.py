@@ -240,6 +240,30 @@ def test_catalog_tables_and_sql_function(spark, tiny_model, reviews):
     assertDataFrameEqual(via_sql, via_job)
 
 
+def test_openvino_runtime_scores_tables_and_sql_as_torch_does(spark, tiny_model, reviews, tmp_path):
+    """score.runtime openvino through the job's native engine and the SQL function: the executors' summary
+    says OpenVINO ran, and labels and probabilities equal torch fp32's."""
+    from spark_sentiment.inference.predictor import PredictorOptions
+
+    torch32 = score_table(spark, cfg(reviews, tmp_path / "torch"))
+    graph = score_table(spark, cfg(reviews, tmp_path / "openvino", "score.runtime=openvino"))
+    assert [r["chosen"] for r in torch32.precision] == ["fp32"]
+    assert [(r["chosen"], r["reason"]) for r in graph.precision] == [("openvino-fp32", "configured")]
+    assert graph.precision[0]["prepare_seconds"]["openvino-fp32"] > 0
+    assert graph.label_counts == torch32.label_counts
+    a, b = read(spark, tmp_path / "torch").alias("a"), read(spark, tmp_path / "openvino").alias("b")
+    pairs = a.join(b, "id").select("a.body_sentiment_probabilities", "b.body_sentiment_probabilities").collect()
+    for ours, theirs in pairs:
+        assert (ours is None) == (theirs is None)
+        if ours is not None:
+            assert max(abs(ours[k] - theirs[k]) for k in ours) < 1e-4
+    options = PredictorOptions(precision="fp32", runtime="openvino")
+    register_sentiment_function(spark, TINY, "sentiment_ov", options)
+    spark.read.format("delta").load(reviews).createOrReplaceTempView("reviews_ov")
+    via_sql = spark.sql("SELECT id, sentiment_ov(body).label AS label FROM reviews_ov")
+    assertDataFrameEqual(via_sql, a.select("id", F.col("body_sentiment").alias("label")))
+
+
 def test_score_job_entry_point_reports_one_line_on_integer_text_column(tiny_model, reviews, tmp_path):
     out = tmp_path / "out"
     args = [f"input.path={reviews}", f"output.path={out}", "input.text_columns=[id]", "input.key_columns=[id]"]

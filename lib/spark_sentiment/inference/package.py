@@ -23,10 +23,10 @@ from pyspark.sql import SparkSession
 
 from ..core.errors import ModelError
 from ..core.paths import data_dir
-from ..model.flavor import AGREEMENT_METADATA_KEY
+from ..model.flavor import AGREEMENT_METADATA_KEY, INT8_METADATA_KEY
 from ..model.registry import ResolvedModel
 from ..model.window import CODE_MODULE, Temperature, Window
-from .precision import AGREEMENT_KEY
+from .precision import AGREEMENT_KEY, INT8_KEY
 from .predictor import META_FILE, recorded_window
 from .sentences import AGGREGATION_ATTRIBUTE
 
@@ -43,8 +43,8 @@ class ModelPackage:
 
 # Part of the cache key, raised whenever sentiment_meta.json changes what it holds (a package built by an earlier
 # format lacks what this code reads): 2 the recorded window, 3 the bf16 agreement, 4 the temperature, 5 its
-# dependence on length.
-PACKAGE_FORMAT = 5
+# dependence on length, 6 the int8 agreement.
+PACKAGE_FORMAT = 6
 
 
 def _mlmodel(root: Path, uri: str) -> dict:
@@ -144,6 +144,8 @@ def build_package(
                 "aggregation": config.get(AGGREGATION_ATTRIBUTE),  # sentence granularity's rule (None: not fitted)
                 # bf16/fp32 label agreement measured at training: lets precision auto consider bf16 on CPUs
                 AGREEMENT_KEY: (mlmodel.get("metadata") or {}).get(AGREEMENT_METADATA_KEY),
+                # the same for OpenVINO int8 (with its accuracy change): lets precision auto consider int8
+                INT8_KEY: (mlmodel.get("metadata") or {}).get(INT8_METADATA_KEY),
             }
             (staging / META_FILE).write_text(json.dumps(meta))
             zipped = _zip_stored(staging, Path(tmp) / f"{name}.zip")
@@ -205,7 +207,10 @@ def verify(package: ModelPackage, allow_pickle_weights: bool = False) -> None:
     from .predictor import Predictor, PredictorOptions
 
     try:
-        options = PredictorOptions(device="cpu", allow_pickle_weights=allow_pickle_weights)
+        # loading is what is checked: torch in fp32, no precision probe or OpenVINO conversion on the driver
+        options = PredictorOptions(
+            device="cpu", precision="fp32", runtime="torch", allow_pickle_weights=allow_pickle_weights
+        )
         Predictor(package.local_dir, options).predict(pd.Series(["a check that the model loads"]))
     except ModelError:
         raise

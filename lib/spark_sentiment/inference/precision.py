@@ -30,6 +30,7 @@ PROBE_ROUNDS = 2  # timed rounds per candidate, alternating, after one untimed w
 # few milliseconds, where a scheduler tick or the other worker on the core decides the "faster" precision.
 PROBE_MIN_SECONDS = 0.1
 AGREEMENT_KEY = "cpu_bf16"  # where the recorded agreement lives in a model's metadata
+INT8_KEY = "cpu_int8"  # where the recorded OpenVINO int8 agreement lives
 
 
 @functools.cache
@@ -74,11 +75,13 @@ def describe_cpu() -> str:
 class PrecisionChoice:
     """What ``auto`` chose on one CPU and why, with the probe's measured rows/s per candidate."""
 
-    chosen: str  # fp32 | bf16 | fp16
+    chosen: str  # fp32 | bf16 | fp16 (torch), openvino-fp32 | -bf16 | -int8 (.runtimes.Candidate)
     reason: str
     cpu: str = field(default_factory=cpu_model)
     rows_per_s: dict[str, float] = field(default_factory=dict)  # empty when nothing was measured
     probe_seconds: float = 0.0
+    # one-off seconds per candidate built on this worker: a torch copy in bf16, OpenVINO's conversion + compile
+    prepare_seconds: dict[str, float] = field(default_factory=dict)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -86,19 +89,25 @@ class PrecisionChoice:
 
 @dataclass(frozen=True)
 class Agreement:
-    """How often bf16 labels equal fp32 labels on a model's eval sample (recorded with the model)."""
+    """How often a lower precision's labels (bf16, int8) equal fp32 labels on a model's eval sample, and (where
+    the rows are labeled) how much it moved accuracy; recorded with the model."""
 
     agreement: float
     rows: int
+    accuracy_change: float | None = None  # fraction, lower precision minus fp32
 
     def as_dict(self) -> dict:
-        return {"agreement": round(self.agreement, 6), "rows": self.rows}
+        record = {"agreement": round(self.agreement, 6), "rows": self.rows}
+        if self.accuracy_change is not None:
+            record["accuracy_change"] = round(self.accuracy_change, 6)
+        return record
 
     @classmethod
     def from_dict(cls, record: dict | None) -> "Agreement | None":
         if not record:
             return None
-        return cls(float(record["agreement"]), int(record["rows"]))
+        change = record.get("accuracy_change")
+        return cls(float(record["agreement"]), int(record["rows"]), None if change is None else float(change))
 
 
 def cpu_candidates(agreement: Agreement | None, min_agreement: float) -> tuple[list[str], str]:
@@ -111,6 +120,20 @@ def cpu_candidates(agreement: Agreement | None, min_agreement: float) -> tuple[l
             f"eval rows, under the {min_agreement:.2%} required"
         )
     return ["fp32", "bf16"], f"bf16 allowed: {agreement.agreement:.2%} label agreement on {agreement.rows} eval rows"
+
+
+def int8_allowed(record: Agreement | None, min_agreement: float, max_drop: float) -> tuple[bool, str]:
+    """Whether ``precision: auto`` may consider OpenVINO int8 for a model, and why: its recorded int8 labels
+    agreed with fp32 on at least ``min_agreement`` of the eval rows and cost at most ``max_drop`` accuracy."""
+    if record is None:
+        return False, "int8 not allowed: no int8/fp32 label agreement recorded with the model"
+    drop = -(record.accuracy_change or 0.0)
+    if record.agreement < min_agreement or drop > max_drop:
+        return False, (
+            f"int8 not allowed: its labels agreed with fp32 on {record.agreement:.2%} of {record.rows} eval rows "
+            f"(at least {min_agreement:.2%} required) and moved accuracy by {-drop:+.2%} (at most -{max_drop:.2%})"
+        )
+    return True, f"int8 allowed: {record.agreement:.2%} label agreement, accuracy {-drop:+.2%} on {record.rows} rows"
 
 
 def rate(call: Callable[[], int], min_seconds: float = PROBE_MIN_SECONDS) -> float:

@@ -11,7 +11,9 @@ import ctypes
 import ctypes.util
 import dataclasses
 import functools
+import gc
 import json
+import logging
 import os
 import sys
 import threading
@@ -29,16 +31,32 @@ from ..model.compat import dtype_argument
 from ..model.window import Temperature, Window, encode, pad, special_tokens
 from .precision import (
     AGREEMENT_KEY,
+    INT8_KEY,
     Agreement,
     PrecisionChoice,
     cached_choice,
     choose,
     cpu_candidates,
+    int8_allowed,
     model_shape,
     rate,
 )
+from .runtimes import (
+    MAX_PROBABILITY_GAP,
+    OPENVINO,
+    Candidate,
+    Forward,
+    Runtimes,
+    openvino_problem,
+    probability_gap,
+    torch_dtype,
+    torch_forward,
+)
+from .runtimes import candidates as runtime_candidates
 from .sentences import Aggregation, aggregate, plan_sentences, polar_indices
 from .text_policy import scorable_mask
+
+log = logging.getLogger(__name__)
 
 Progress = Callable[[int], None]  # called with the number of texts just done
 META_FILE = "sentiment_meta.json"
@@ -147,12 +165,6 @@ DTYPES = ("fp32", "bf16", "fp16")
 PROBE_ROWS = 4  # rows per timed probe batch, at the window's full length (the widest batches cost the most)
 
 
-def torch_dtype(name: str):  # -> torch.dtype
-    import torch
-
-    return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[name]
-
-
 def fixed_precision(precision: str, device: str) -> str | None:
     """The precision to use without measuring: an explicit one, or ``auto`` on a GPU (bf16 where the GPU
     has it, else fp16). None: ``auto`` on a CPU, decided by :mod:`.precision`'s probe."""
@@ -181,38 +193,28 @@ def length_batches(lengths: np.ndarray, rows: int, tokens: int | None = None) ->
 
 
 def run_logits(
-    model,
+    forward: Forward,
     token_ids: list[list[int]],
     batches: list[np.ndarray],
     pad_id: int,
     labels: int,
     progress: Progress | None = None,
 ) -> np.ndarray:
-    """The logits of every text (rows x labels, float32), one padded forward pass per batch of indices;
-    ``progress(rows)`` after each. On a GPU model, the batches are copied through pinned memory so the copy
-    overlaps with the previous batch's compute."""
-    import torch
-
+    """The logits of every text (rows x labels, float32), one padded ``forward`` pass per batch of indices
+    (:mod:`.runtimes`: a torch model's or OpenVINO's); ``progress(rows)`` after each."""
     logits = np.zeros((len(token_ids), labels), dtype=np.float32)
-    device = next(model.parameters()).device
-    on_gpu = device.type != "cpu"
     # Widest batch first: each later batch's activations fit in blocks the earlier ones freed. In ascending
     # order every batch needs bigger blocks than any freed before, and glibc's heap grows with every width.
     for chunk in reversed(batches):
         ids, mask = pad([token_ids[i] for i in chunk], pad_id)
-        ids_t, mask_t = torch.from_numpy(ids), torch.from_numpy(mask)
-        if on_gpu:
-            ids_t = ids_t.pin_memory().to(device, non_blocking=True)
-            mask_t = mask_t.pin_memory().to(device, non_blocking=True)
-        with torch.inference_mode():
-            logits[chunk] = model(input_ids=ids_t, attention_mask=mask_t).logits.float().cpu().numpy()
+        logits[chunk] = forward(ids, mask)
         if progress is not None:
             progress(len(chunk))
     return logits
 
 
 def run_batches(
-    model,
+    forward: Forward,
     token_ids: list[list[int]],
     batches: list[np.ndarray],
     pad_id: int,
@@ -222,7 +224,7 @@ def run_batches(
 ) -> np.ndarray:
     """Every label's calibrated probability per text (rows x labels, float32): :func:`run_logits` divided by
     each text's temperature (by its token count) before the softmax."""
-    logits = run_logits(model, token_ids, batches, pad_id, labels, progress)
+    logits = run_logits(forward, token_ids, batches, pad_id, labels, progress)
     lengths = np.fromiter((len(t) for t in token_ids), dtype=np.int64, count=len(token_ids))
     return temperature.probabilities(logits, lengths)
 
@@ -253,7 +255,12 @@ class Predictor:
         if options.threads:
             torch.set_num_threads(options.threads)
         self.options = options
-        self.device = pick_device(options.device, gpu_address)
+        on_openvino = options.runtime == OPENVINO or options.precision == "int8"
+        if on_openvino and (problem := openvino_problem()) is not None:
+            setting = "precision is int8" if options.precision == "int8" else "runtime is openvino"
+            raise ModelError(f"score.{setting} but {problem}")
+        # OpenVINO's graph runs on the CPU, even on a worker that was given a GPU
+        self.device = pick_device("cpu" if on_openvino else options.device, gpu_address)
         fixed = fixed_precision(options.precision, self.device)
         self.tokenizer = AutoTokenizer.from_pretrained(root / "tokenizer", trust_remote_code=False)
         safetensors = any((root / "model").glob("*.safetensors"))
@@ -263,20 +270,29 @@ class Predictor:
             root / "model",
             use_safetensors=safetensors,
             trust_remote_code=False,
-            **dtype_argument(torch_dtype(fixed or "fp32")),
+            # OpenVINO converts from the fp32 weights; its precision is a compile-time hint
+            **dtype_argument(torch_dtype("fp32" if on_openvino or fixed is None else fixed)),
         )
         window = resolve_window(recorded_window(meta), options)
         self.window = window.clamp(int(meta.get("max_position_embeddings", window.max_length)))
         self.max_length = self.window.max_length
         self.pad_id = self.tokenizer.pad_token_id or 0
+        # The torch model while torch runs it (None once OpenVINO's graph has replaced it); ``infer`` runs a batch.
         # Weights are held in the compute dtype on CPU as on GPU: one code path, no per-call weight casts
         # (and no slower than fp32 weights under autocast: docs/performance.md#library-settings).
-        if fixed is not None:
+        self.model = None
+        if fixed is not None and not on_openvino:
             self.choice = PrecisionChoice(fixed, "configured" if options.precision != "auto" else "auto on a GPU")
             self.model = model.to(self.device, dtype=torch_dtype(fixed)).eval()
+            self.infer: Forward = torch_forward(self.model)
         else:
-            self.choice, self.model = self._measured(model.eval(), meta)
-        self.dtype = torch_dtype(self.choice.chosen)
+            self.choice, self.infer = self._measured(model.eval(), meta, fixed)
+            del model
+            # the probe's other candidates, the torch weights OpenVINO replaced and the tracing behind its
+            # conversion are garbage now: collect it and hand the heap back, or the worker holds it for good
+            gc.collect()
+            _release_free_heap()
+        self.dtype = torch_dtype(Candidate.parse(self.choice.chosen).precision)
         self.id2label = {int(k): v for k, v in meta["id2label"].items()}
         self.labels = [self.id2label[i] for i in range(len(self.id2label))]
         self.temperature = Temperature.from_dict(meta.get("temperature"))  # fitted at training (1: not calibrated)
@@ -284,39 +300,78 @@ class Predictor:
         if options.granularity == "sentence":
             self.aggregation = sentence_rule(meta, self.labels)
 
-    def _measured(self, model, meta: dict):
-        """``auto`` on a CPU: the allowed precisions (:func:`.precision.cpu_candidates`), timed on the real
-        model at this window's full length, once per CPU model and model shape in this process; returns the
-        choice and the model in the chosen precision."""
-        import copy
-
+    def _measured(self, model, meta: dict, fixed: str | None) -> tuple[PrecisionChoice, Forward]:
+        """A CPU's runtime and precision: the allowed candidates (:func:`.precision.cpu_candidates`, and
+        OpenVINO's graph as ``score.runtime`` says, :func:`.runtimes.candidates`) timed on the real model at
+        this window's full length, once per CPU model and model shape in this process. ``fixed``: OpenVINO in a
+        configured precision, not measured. Returns the choice, with each candidate's one-off seconds, and its
+        forward pass; the other candidates' copies are freed."""
         import torch
 
-        agreement = Agreement.from_dict(meta.get(AGREEMENT_KEY))
-        candidates, allowed = cpu_candidates(agreement, self.options.bf16_min_agreement)
-        models = {"fp32": model}
-        if "bf16" in candidates:
-            models["bf16"] = copy.deepcopy(model).to(dtype=torch.bfloat16)
+        threads = self.options.threads or torch.get_num_threads()
+        if fixed is not None:
+            names, allowed = [Candidate(OPENVINO, fixed).name], "configured"
+        else:
+            agreement = Agreement.from_dict(meta.get(AGREEMENT_KEY))
+            precisions, allowed = cpu_candidates(agreement, self.options.bf16_min_agreement)
+            problem = openvino_problem() if self.options.runtime == "auto" else None
+            int8, int8_why = int8_allowed(
+                Agreement.from_dict(meta.get(INT8_KEY)),
+                self.options.int8_min_agreement,
+                self.options.int8_max_accuracy_drop,
+            )
+            names, note = runtime_candidates(precisions, self.options.runtime, problem, int8)
+            if self.options.runtime == "torch" or problem is not None:
+                int8_why = ""  # no OpenVINO candidate at all: the note says why
+            allowed = "; ".join(filter(None, [allowed, int8_why, note]))
         rows = min(self.options.batch_size, PROBE_ROWS)
         rng = np.random.default_rng(0)
         vocab = int(getattr(model.config, "vocab_size", 1000))
         probe = [rng.integers(min(1000, vocab - 1), vocab, self.max_length).tolist() for _ in range(rows)]
+        ids, mask = pad(probe, self.pad_id)
+        runtimes = Runtimes(model, threads, (ids[:2], mask[:2]))
+        strict = fixed is not None or self.options.runtime == OPENVINO  # no torch to fall back on
+        names, allowed = self._checked_openvino(runtimes, names, allowed, ids, mask, strict)
 
         def measure(name: str) -> float:
-            return rate(lambda: self._run(models[name], probe).shape[0])
+            forward = runtimes.forward(name)
+            return rate(lambda: forward(ids, mask).shape[0])
 
-        key = (model_shape(model.config), self.max_length, rows, torch.get_num_threads(), tuple(candidates))
-        choice = cached_choice(key, lambda: choose(candidates, measure, allowed))
-        chosen = models[choice.chosen]
-        models.clear()  # the other copy's memory goes now
-        return choice, chosen
+        key = (model_shape(model.config), self.max_length, rows, threads, tuple(names))
+        choice = cached_choice(key, lambda: choose(names, measure, allowed))
+        forward = runtimes.keep(choice.chosen)  # the other copies' memory goes now
+        self.model = runtimes.torch_models.get(choice.chosen)
+        return dataclasses.replace(choice, prepare_seconds=dict(runtimes.seconds)), forward
 
-    def _run(self, model, token_ids: list[list[int]]):
-        import torch
-
-        ids, mask = pad(token_ids, self.pad_id)
-        with torch.inference_mode():
-            return model(input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(mask)).logits
+    def _checked_openvino(
+        self, runtimes: Runtimes, names: list[str], allowed: str, ids: np.ndarray, mask: np.ndarray, strict: bool
+    ) -> tuple[list[str], str]:
+        """OpenVINO's candidates converted and compared with the torch model on the probe rows: a conversion
+        that fails or whose probabilities stray (:data:`.runtimes.MAX_PROBABILITY_GAP`) is an error where
+        OpenVINO was asked for (``strict``: ``score.runtime`` openvino, or precision int8), and under ``auto``
+        leaves the other candidates, with the reason logged and reported in the choice."""
+        ours = [name for name in names if Candidate.parse(name).runtime == OPENVINO]
+        if not ours:
+            return names, allowed
+        reference = torch_forward(runtimes.model)(ids, mask)
+        for name in ours:
+            try:
+                gap = probability_gap(reference, runtimes.forward(name)(ids, mask))
+                problem = (
+                    None
+                    if gap <= MAX_PROBABILITY_GAP
+                    else (f"its probabilities differ from torch fp32's by up to {gap:.3f} on the probe rows")
+                )
+            except Exception as exc:  # noqa: BLE001 -- any conversion failure: reported, torch stays
+                problem = f"converting the model failed ({type(exc).__name__}: {exc})"
+            if problem is None:
+                continue
+            if strict:
+                raise ModelError(f"OpenVINO {name}: {problem}")
+            log.warning("OpenVINO not used for this model: %s %s", name, problem)
+            names = [n for n in names if n != name]
+            allowed = "; ".join(filter(None, [allowed, f"OpenVINO not a candidate: {name} {problem}"]))
+        return names, allowed
 
     def tokenize(self, texts: list[str]) -> list[list[int]]:
         """Token ids per text through the window (as in training), unpadded (the fast tokenizer batches in Rust)."""
@@ -332,7 +387,7 @@ class Predictor:
         dynamically padded mini-batches; ``progress(rows)`` is called after each mini-batch."""
         lengths = np.fromiter((len(t) for t in token_ids), dtype=np.int64, count=len(token_ids))
         return run_batches(
-            self.model, token_ids, self.batches(lengths), self.pad_id, self.temperature, len(self.labels), progress
+            self.infer, token_ids, self.batches(lengths), self.pad_id, self.temperature, len(self.labels), progress
         )
 
     def predict(self, texts: pd.Series, progress: Progress | None = None) -> pd.DataFrame:
@@ -361,7 +416,7 @@ class Predictor:
             plan = plan_sentences(self.tokenizer, texts.iloc[part].tolist(), body, prefix, suffix)
             lengths = np.fromiter((len(p) for p in plan.pieces), dtype=np.int64, count=len(plan.pieces))
             batches = length_batches(lengths, len(lengths), self.sentence_tokens())
-            pieces = run_batches(self.model, plan.pieces, batches, self.pad_id, self.temperature, len(self.labels))
+            pieces = run_batches(self.infer, plan.pieces, batches, self.pad_id, self.temperature, len(self.labels))
             sentence_p = plan.sentence_probabilities(pieces)
             bounds = np.searchsorted(plan.sentence_review, np.arange(len(part) + 1))
             for k, row in enumerate(part):

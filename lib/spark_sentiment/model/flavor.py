@@ -24,6 +24,7 @@ INPUT_EXAMPLE = ["I love this movie", "this movie was the worst, boring!"]
 # to infer pins, which fails where torchvision is absent.
 _RUNTIME_PACKAGES = ("torch", "transformers", "tokenizers", "safetensors", "accelerate", "pandas", "numpy")
 AGREEMENT_METADATA_KEY = "spark_sentiment_cpu_bf16"  # MLmodel metadata: bf16/fp32 label agreement on CPU
+INT8_METADATA_KEY = "spark_sentiment_cpu_int8"  # MLmodel metadata: OpenVINO int8/fp32 agreement, accuracy change
 METADATA_KEY = "spark_sentiment_window"  # MLmodel metadata: the recorded window, for people and tools
 CALIBRATION_METADATA_KEY = "spark_sentiment_calibration"  # MLmodel metadata: temperature and ECE, for people
 
@@ -62,6 +63,7 @@ def log_pipeline(
     window: Window,
     name: str = "model",
     cpu_bf16: dict | None = None,
+    cpu_int8: dict | None = None,
     calibration: dict | None = None,
 ) -> tuple[ModelInfo, str | None]:
     """Log ``pipe`` with the transformers flavor in the active run and register it under ``registered_name``.
@@ -72,7 +74,8 @@ def log_pipeline(
     reads the head: call it with ``truncation=True``, or tokenize with :func:`.window.encode`.
 
     ``cpu_bf16`` (``{"agreement", "rows"}``: how often bf16 labels equal fp32 labels on the eval sample, on
-    a CPU) is recorded too: scoring's ``precision: auto`` considers bf16 on CPUs only with it.
+    a CPU) is recorded too: scoring's ``precision: auto`` considers bf16 on CPUs only with it; ``cpu_int8``
+    (the same for OpenVINO int8, with ``accuracy_change``) likewise for int8.
     ``calibration`` (temperature by length, ECE before and after, rows) goes into the MLmodel metadata for
     people and tools; the temperature itself travels in the model's ``config.json``
     (:meth:`.window.Temperature.config_attributes`), where the engines and the pyfunc read it.
@@ -89,6 +92,8 @@ def log_pipeline(
     metadata = {METADATA_KEY: window.to_config()}
     if cpu_bf16:
         metadata[AGREEMENT_METADATA_KEY] = cpu_bf16
+    if cpu_int8:
+        metadata[INT8_METADATA_KEY] = cpu_int8
     if calibration:
         metadata[CALIBRATION_METADATA_KEY] = calibration
     flavor = types.SimpleNamespace(save_model=functools.partial(_save_windowed, window=window))

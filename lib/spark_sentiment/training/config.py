@@ -174,8 +174,9 @@ class TrainSection:
     )
     bf16_check_rows: int = option(
         200,
-        "Eval rows labelled on the CPU in fp32 and in bf16 after training; their agreement is recorded with the "
-        "model, and scoring's precision auto considers bf16 on CPUs only with it (0: not checked, fp32 on CPUs).",
+        "Eval rows labelled on the CPU in fp32, in bf16 and (where openvino is installed) in OpenVINO int8 after "
+        "training; their agreement with fp32 (int8: and accuracy change) is recorded with the model, and scoring's "
+        "precision auto considers bf16 and int8 on CPUs only with it (0: not checked, fp32 on CPUs).",
     )
     group_by_length: bool = option(False, "Batch reviews of similar length together (less padding, faster).")
     optim: Literal["adamw_torch", "adamw_torch_fused"] = option(

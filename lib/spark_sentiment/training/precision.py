@@ -72,6 +72,46 @@ def measured_cpu_precision(model: Any, collator: Any, train_tok: Any, rows: int)
         torch.random.set_rng_state(rng)
 
 
+def int8_agreement(
+    model: Any, tokenizer: Any, texts: list[str], labels: list[int], window: Window, rows: int
+) -> Agreement | None:
+    """OpenVINO int8 vs torch fp32 labels of the trained model on the CPU over the first ``rows`` labeled eval
+    texts read through the scoring window, and int8's accuracy change: recorded with the model for scoring's
+    ``precision: auto``. None when ``rows`` is 0 or this machine has no openvino package (the model then never
+    runs int8 under ``auto``; the log says so)."""
+    import torch
+
+    from ..inference import runtimes
+
+    if rows <= 0 or not texts:
+        return None
+    problem = runtimes.openvino_problem()
+    if problem is not None:
+        log.info("int8 agreement not measured (scoring's precision auto will not consider int8): %s", problem)
+        return None
+    started = time.perf_counter()
+    token_ids = encode(tokenizer, texts[:rows], window)
+    try:
+        agreement = runtimes.int8_agreement(
+            model, token_ids, labels[:rows], tokenizer.pad_token_id or 0, torch.get_num_threads()
+        )
+    except Exception as exc:  # noqa: BLE001 -- a model OpenVINO cannot convert still trains and registers
+        log.warning(
+            "int8 agreement not measured (scoring's precision auto will not consider int8): %s: %s",
+            type(exc).__name__,
+            exc,
+        )
+        return None
+    log.info(
+        "OpenVINO int8 labels agree with fp32 on %.2f%% of %d eval rows, accuracy %+.2f points (%.1f s)",
+        100 * agreement.agreement,
+        agreement.rows,
+        100 * (agreement.accuracy_change or 0.0),
+        time.perf_counter() - started,
+    )
+    return agreement
+
+
 def bf16_agreement(model: Any, tokenizer: Any, texts: list[str], window: Window, rows: int) -> Agreement | None:
     """bf16 vs fp32 labels of the trained model on the CPU over the first ``rows`` eval texts read through
     the scoring window (None when ``rows`` is 0): recorded with the model for scoring's ``precision: auto``."""

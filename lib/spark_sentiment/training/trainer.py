@@ -15,6 +15,7 @@ from ..core.redaction import config_params, scrub
 from ..core.session import is_local
 from ..inference import sentences
 from ..inference.predictor import length_batches, run_batches, run_logits
+from ..inference.runtimes import torch_forward
 from ..model import flavor, registry, tracking
 from ..model.window import Temperature, encode, special_tokens
 from ..monitoring import calibration, distributions, plots
@@ -22,7 +23,7 @@ from .config import TrainJobConfig
 from .data import TrainingData, TrainingSources, load_training_data
 from .distributed import fit_distributed
 from .fit import fit
-from .precision import bf16_agreement
+from .precision import bf16_agreement, int8_agreement
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +47,7 @@ def scoring_logits(cfg: TrainJobConfig, model: Any, tokenizer: Any, texts: list[
     model.eval()
     # batches of short texts as wide as the fitting passes' sentences, long reviews fewer rows at a time
     batches = length_batches(lengths, cfg.sentences.batch_size, cfg.sentences.batch_size * 128)
-    logits = run_logits(model, token_ids, batches, tokenizer.pad_token_id or 0, len(cfg.model.labels))
+    logits = run_logits(torch_forward(model), token_ids, batches, tokenizer.pad_token_id or 0, len(cfg.model.labels))
     return logits, lengths
 
 
@@ -111,7 +112,9 @@ def fit_sentence_rule(
     batches = length_batches(lengths, cfg.sentences.batch_size)
     temperature = Temperature.of_config(model.config)
     model.eval()
-    piece_p = run_batches(model, plan.pieces, batches, tokenizer.pad_token_id or 0, temperature, len(labels))
+    piece_p = run_batches(
+        torch_forward(model), plan.pieces, batches, tokenizer.pad_token_id or 0, temperature, len(labels)
+    )
     sentence_p = plan.sentence_probabilities(piece_p)
     bounds = np.searchsorted(plan.sentence_review, np.arange(len(texts) + 1))
     per_row = [
@@ -210,7 +213,16 @@ def train_and_register(
             mlflow.log_metrics({"cpu_bf16_label_agreement": agreement.agreement})
             precision["cpu_bf16_agreement"] = agreement.as_dict()
         cpu_bf16 = agreement.as_dict() if agreement is not None else None
-        _, version = flavor.log_pipeline(pipe, cfg.registry.name, window, cpu_bf16=cpu_bf16, calibration=calibrated)
+        int8 = int8_agreement(
+            model, tokenizer, list(eval_ds["text"]), list(eval_ds["label"]), window, cfg.train.bf16_check_rows
+        )
+        if int8 is not None:
+            mlflow.log_metrics({"cpu_int8_label_agreement": int8.agreement})
+            precision["cpu_int8_agreement"] = int8.as_dict()
+        cpu_int8 = int8.as_dict() if int8 is not None else None
+        _, version = flavor.log_pipeline(
+            pipe, cfg.registry.name, window, cpu_bf16=cpu_bf16, cpu_int8=cpu_int8, calibration=calibrated
+        )
         if request:
             registry.tag_request(cfg.registry.name, version, request)
             mlflow.set_tag(registry.REQUEST_TAG, request)
