@@ -6,7 +6,7 @@ fp32 (docs/performance.md). So ``auto`` times the real model in each allowed pre
 machine it runs on and keeps the faster, once per CPU model and model shape in a process.
 
 *Allowed*: fp32 always; bf16 on a CPU only where the model's labels under bf16 agree with fp32 on its own
-eval sample (:func:`label_agreement`, recorded with the model when it is trained) at least
+eval sample (:func:`.runtimes.label_agreement`, recorded with the model when it is trained) at least
 ``min_agreement``. Nothing here imports Spark or MLflow: the scoring workers, the training job and the
 benchmarks share it.
 """
@@ -190,10 +190,9 @@ def model_shape(config) -> tuple:
     return tuple(getattr(config, name, None) for name in names)
 
 
-def classify(model, token_ids: Sequence[Sequence[int]], pad_id: int, batch_size: int) -> np.ndarray:
-    """Class ids for ``token_ids`` on the CPU, in length-sorted, dynamically padded batches."""
-    import torch
-
+def classify(forward, token_ids: Sequence[Sequence[int]], pad_id: int, batch_size: int) -> np.ndarray:
+    """Class ids for ``token_ids`` through ``forward`` (padded ids and mask -> logits, as
+    :data:`.runtimes.Forward`), in length-sorted, dynamically padded batches."""
     from ..model.window import pad
 
     order = np.argsort([len(row) for row in token_ids], kind="stable")
@@ -201,21 +200,5 @@ def classify(model, token_ids: Sequence[Sequence[int]], pad_id: int, batch_size:
     for start in range(0, len(order), batch_size):
         chunk = order[start : start + batch_size]
         ids, mask = pad([token_ids[i] for i in chunk], pad_id)
-        with torch.inference_mode():
-            logits = model(input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(mask)).logits
-        best[chunk] = logits.float().argmax(dim=-1).numpy()
+        best[chunk] = np.asarray(forward(ids, mask)).argmax(axis=-1)
     return best
-
-
-def label_agreement(model, token_ids: Sequence[Sequence[int]], pad_id: int, batch_size: int = 16) -> Agreement:
-    """Labels of ``model`` (any device, left as it was) on the CPU in fp32 and in bf16 weights, compared:
-    what lets ``precision: auto`` consider bf16 on CPUs for this model."""
-    import copy
-
-    import torch
-
-    cpu32 = copy.deepcopy(model).to("cpu", dtype=torch.float32).eval()
-    fp32 = classify(cpu32, token_ids, pad_id, batch_size)
-    bf16 = classify(cpu32.to(dtype=torch.bfloat16), token_ids, pad_id, batch_size)
-    del cpu32
-    return Agreement(float((fp32 == bf16).mean()) if len(fp32) else 0.0, len(fp32))

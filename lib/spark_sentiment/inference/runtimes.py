@@ -25,9 +25,12 @@ import threading
 import time
 import warnings
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
+
+from ..model.window import pad
+from .precision import Agreement, classify
 
 # (padded token ids, attention mask), both int64 rows x tokens -> logits, float32 rows x labels
 Forward = Callable[[np.ndarray, np.ndarray], np.ndarray]
@@ -257,26 +260,31 @@ def probability_gap(reference: np.ndarray, other: np.ndarray) -> float:
     return float(np.abs(softmax(reference.astype(np.float64)) - softmax(other.astype(np.float64))).max())
 
 
-def int8_agreement(model, token_ids: list[list[int]], labels: list[int], pad_id: int, threads: int):
+def label_agreement(model, token_ids: Sequence[Sequence[int]], pad_id: int, batch_size: int = 16) -> Agreement:
+    """Labels of ``model`` (any device, left as it was) on the CPU in fp32 and in bf16 weights, compared:
+    what lets ``precision: auto`` consider bf16 on CPUs for this model."""
+    import copy
+
+    import torch
+
+    cpu32 = copy.deepcopy(model).to("cpu", dtype=torch.float32).eval()
+    fp32 = classify(torch_forward(cpu32), token_ids, pad_id, batch_size)
+    bf16 = classify(torch_forward(cpu32.to(dtype=torch.bfloat16)), token_ids, pad_id, batch_size)
+    del cpu32
+    return Agreement(float((fp32 == bf16).mean()) if len(fp32) else 0.0, len(fp32))
+
+
+def int8_agreement(model, token_ids: list[list[int]], labels: list[int], pad_id: int, threads: int) -> Agreement:
     """OpenVINO int8 against torch fp32 on labeled rows (``model`` left as it was): how often their labels
     agree, and the accuracy change as a fraction (int8 minus fp32). What lets ``precision: auto`` consider
     int8 for this model (:func:`.precision.int8_allowed`)."""
     import copy
 
-    from ..model.window import pad
-    from .precision import Agreement
-
     cpu32 = copy.deepcopy(model).to("cpu").float().eval()  # the trained model may sit on a GPU, or in bf16
-    order = np.argsort([len(row) for row in token_ids], kind="stable")
-    example = pad([token_ids[i] for i in order[:2]], pad_id)
-    fp32 = torch_forward(cpu32)
+    example = pad(sorted(token_ids, key=len)[:2], pad_id)
     int8 = compile_graph(convert(int8_weights(cpu32), example), "int8", threads)
-    ours, theirs = np.zeros(len(token_ids), np.int64), np.zeros(len(token_ids), np.int64)
-    for start in range(0, len(order), 16):
-        chunk = order[start : start + 16]
-        ids, mask = pad([token_ids[i] for i in chunk], pad_id)
-        ours[chunk] = fp32(ids, mask).argmax(axis=1)
-        theirs[chunk] = int8(ids, mask).argmax(axis=1)
+    ours = classify(torch_forward(cpu32), token_ids, pad_id, 16)
+    theirs = classify(int8, token_ids, pad_id, 16)
     truth = np.asarray(labels)
     change = float((theirs == truth).mean() - (ours == truth).mean()) if len(truth) else 0.0
     return Agreement(float((ours == theirs).mean()) if len(ours) else 0.0, len(ours), round(change, 6))

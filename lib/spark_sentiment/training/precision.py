@@ -14,7 +14,8 @@ import time
 from dataclasses import replace
 from typing import Any
 
-from ..inference.precision import Agreement, PrecisionChoice, choose, label_agreement, rate
+from ..inference.precision import Agreement, PrecisionChoice, choose, rate
+from ..inference.runtimes import label_agreement
 from ..model.window import Window, encode
 from .config import TrainSection
 
